@@ -1,0 +1,72 @@
+"""Console script `vizlab`.
+
+    vizlab [hydra overrides ...]     same as `python run.py ...` (e.g. vizlab method=integrated_gradients)
+    vizlab models                    list the model zoo
+    vizlab methods                   list methods and their options
+    vizlab layers MODEL [FILTER]     list a model's layer names (for method.layer=...)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def _print_models() -> None:
+    from vizlab.models import ZOO
+
+    for name, spec in sorted(ZOO.items()):
+        i = spec.info
+        kind = f"video T={i.frames}" if i.is_video else "image"
+        weights = "embedded ImageNet weights" if spec.has_embedded_weights else "random init or model.checkpoint"
+        print(f"{name:20s} {kind:12s} {i.input_size:4d}px  layer={i.default_layer:12s} {weights}")
+
+
+def _print_methods() -> None:
+    from vizlab.methods import available_methods, method_parameters
+
+    for name in available_methods():
+        opts = ", ".join(f"{k}={v!r}" for k, v in method_parameters(name).items())
+        print(f"{name:22s} {opts}")
+
+
+def _print_layers(model_name: str, pattern: str = "") -> None:
+    from vizlab.layers import list_layers
+    from vizlab.models import load_model
+
+    model = load_model(model_name, pretrained=False)
+    for name in list_layers(model):
+        if pattern in name:
+            print(name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from vizlab.errors import VizlabError
+
+    try:
+        if argv[:1] == ["models"]:
+            return _print_models()
+        if argv[:1] == ["methods"]:
+            return _print_methods()
+        if argv[:1] == ["layers"]:
+            if len(argv) < 2:
+                sys.exit("usage: vizlab layers MODEL [FILTER]")
+            return _print_layers(argv[1], argv[2] if len(argv) > 2 else "")
+    except VizlabError as exc:
+        print(f"vizlab: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if not CONF_DIR.is_dir():
+        sys.exit(f"vizlab: config folder not found at {CONF_DIR}; install vizlab from its source tree (pip install -e .).")
+    import hydra
+
+    from vizlab.tasks import run_task
+
+    sys.argv = [sys.argv[0], *argv]
+    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(run_task)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Find layers by dotted name ("layer4", "features.denseblock4", "blocks.6.0") and list candidates."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from vizlab.errors import LayerNotFoundError, suggest
+
+LayerSpec = str | nn.Module
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """Return the network inside a zoo wrapper (`ZooModel.net`), or the model itself."""
+    return getattr(model, "net", model) if getattr(model, "is_zoo_model", False) else model
+
+
+def list_layers(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[str]:
+    """Dotted names of all named sub-modules (optionally only those of the given types)."""
+    net = unwrap(model)
+    return [n for n, m in net.named_modules() if n and (kinds is None or isinstance(m, kinds))]
+
+
+def resolve_layer(model: nn.Module, layer: LayerSpec) -> nn.Module:
+    """Return the sub-module named `layer` (dotted path) or `layer` itself if it is a module of `model`.
+
+    Raises LayerNotFoundError listing the closest names when the path does not exist.
+    """
+    net = unwrap(model)
+    if isinstance(layer, nn.Module):
+        if not any(m is layer for m in net.modules()):
+            raise LayerNotFoundError("The layer module passed is not part of this model.")
+        return layer
+    modules = dict(net.named_modules())
+    if layer in modules and layer != "":
+        return modules[layer]
+    names = [n for n in modules if n]
+    top = [n for n in names if "." not in n]
+    hint = suggest(layer, names)
+    raise LayerNotFoundError(
+        f"Layer {layer!r} not found in {type(net).__name__}.{hint} "
+        f"Top-level layers: {', '.join(top[:30])}{' ...' if len(top) > 30 else ''}. "
+        "Run `vizlab layers MODEL` to list every layer name."
+    )
+
+
+def last_module_of_type(model: nn.Module, kinds: tuple[type, ...]) -> tuple[str, nn.Module] | None:
+    """The last (in registration order) sub-module of one of `kinds`, with its name."""
+    found = None
+    for name, module in unwrap(model).named_modules():
+        if isinstance(module, kinds):
+            found = (name, module)
+    return found
+
+
+def first_module_of_type(model: nn.Module, kinds: tuple[type, ...]) -> tuple[str, nn.Module] | None:
+    """The first (in registration order) sub-module of one of `kinds`, with its name."""
+    for name, module in unwrap(model).named_modules():
+        if isinstance(module, kinds):
+            return name, module
+    return None

@@ -1,0 +1,192 @@
+"""The method contract: `method(x, target) -> saliency` with shared input checks and normalisation.
+
+x: (N, C, H, W) or (N, C, T, H, W) normalised input on the model's device.
+target: int, sequence of ints, (N,) tensor, or None (the predicted class).
+Returns saliency (N, H, W) or (N, T, H, W) in [0, 1] on x's device; with `return_info=True`
+an `Explanation` that also holds the raw signed map, targets and logits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from vizlab.errors import InputError
+from vizlab.layers import first_module_of_type
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+@dataclass
+class Explanation:
+    """What a method returns with `return_info=True`.
+
+    saliency: (N, *S) in [0, 1] at input resolution, S = (H, W) or (T, H, W).
+    raw: signed, unnormalised attribution: input-shaped (N, C, *S) for gradient methods,
+         layer-resolution (N, *S') for CAM methods.
+    target: (N,) long class indices explained. logits: (N, K) model output on the clean input.
+    extras: method-specific extras (e.g. IG's completeness delta), tensors of leading dim N.
+    """
+
+    saliency: torch.Tensor
+    raw: torch.Tensor
+    target: torch.Tensor
+    logits: torch.Tensor
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class AttributionMethod:
+    """Base class. Subclasses implement `explain(x, target) -> Explanation`.
+
+    Subclasses set `name`; `__call__` validates inputs, runs the method with the model's
+    parameters frozen and returns the saliency (or the Explanation with `return_info=True`).
+    """
+
+    name: str = "base"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    # --- public API -------------------------------------------------------------------------
+    def __call__(self, x: torch.Tensor, target: Target = None, return_info: bool = False):
+        check_input(self.model, x)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with frozen_parameters(self.model):
+                info = self.explain(x, target)
+        finally:
+            self.model.train(was_training)
+        return info if return_info else info.saliency
+
+    def explain(self, x: torch.Tensor, target: Target) -> Explanation:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# --- shared helpers ---------------------------------------------------------------------------
+@contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Temporarily set requires_grad=False on every parameter (no weight gradients are needed)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+def check_input(model: nn.Module, x: torch.Tensor) -> None:
+    """Raise InputError for non-tensor, wrong rank, wrong channel count, NaN/Inf or wrong device."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"Input must be a torch.Tensor, got {type(x).__name__}.")
+    if not x.is_floating_point():
+        raise InputError(f"Input must be a float tensor (normalised), got dtype {x.dtype}. "
+                         "Convert with x.float() and normalise it for the model.")
+    if x.dim() not in (4, 5):
+        raise InputError(
+            f"Input must be (N, C, H, W) for images or (N, C, T, H, W) for clips, got shape "
+            f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for a single sample."
+        )
+    first = first_module_of_type(model, (nn.Conv2d, nn.Conv3d))
+    if first is not None:
+        name, conv = first
+        want = 5 if isinstance(conv, nn.Conv3d) else 4
+        if x.dim() != want:
+            kind = "clip (N, C, T, H, W)" if want == 5 else "image (N, C, H, W)"
+            raise InputError(f"This model's first conv ({name}) is {type(conv).__name__}, so it expects a "
+                             f"{kind} input; got shape {tuple(x.shape)}.")
+        if x.shape[1] != conv.in_channels:
+            raise InputError(f"Input has {x.shape[1]} channels but the model's first conv ({name}) "
+                             f"expects {conv.in_channels}. Shape given: {tuple(x.shape)}.")
+        if conv.weight.device != x.device:
+            raise InputError(f"Input is on {x.device} but the model is on {conv.weight.device}; "
+                             "move one with .to(device).")
+    if not torch.isfinite(x).all():
+        raise InputError("Input contains NaN or Inf values; check the image/clip decoding and normalisation.")
+
+
+def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
+    """(N,) long tensor of class indices; None → argmax of `logits`. Checks the range."""
+    n, k = logits.shape[0], logits.shape[1]
+    if target is None:
+        return logits.argmax(dim=1)
+    t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise InputError(f"Got {t.numel()} targets for a batch of {n}; give one int or one per sample.")
+    bad = (t < 0) | (t >= k)
+    if bad.any():
+        raise InputError(f"Class index {int(t[bad][0])} out of range: the model has {k} classes "
+                         f"(valid 0..{k - 1}); use target=None for the predicted class.")
+    return t.clone()
+
+
+def per_sample_targets(target: Target, x: torch.Tensor) -> torch.Tensor | None:
+    """None, or an (N,) long tensor on x's device (one int is broadcast). Checks the count only."""
+    if target is None:
+        return None
+    t = torch.as_tensor(target, device=x.device).long().reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(x.shape[0])
+    if t.numel() != x.shape[0]:
+        raise InputError(f"Got {t.numel()} targets for a batch of {x.shape[0]}; give one int or one per sample.")
+    return t
+
+
+def logits_of(output: torch.Tensor | tuple | Any) -> torch.Tensor:
+    """Model output → (N, K) logits (handles tuple outputs and torchvision's InceptionOutputs)."""
+    if isinstance(output, torch.Tensor):
+        out = output
+    elif hasattr(output, "logits"):
+        out = output.logits
+    elif isinstance(output, (tuple, list)):
+        out = output[0]
+    else:
+        raise InputError(f"Model returned {type(output).__name__}; expected a logits tensor.")
+    if out.dim() != 2:
+        raise InputError(f"Model output must be (N, num_classes) logits, got shape {tuple(out.shape)}.")
+    return out
+
+
+def target_score(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Sum over the batch of each sample's target logit (its gradient is per-sample)."""
+    return logits.gather(1, target[:, None]).sum()
+
+
+def upsample(maps: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """(N, *S') → (N, *size) by bilinear (2-D) or trilinear (3-D) interpolation."""
+    if tuple(maps.shape[1:]) == tuple(size):
+        return maps
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    return torch.nn.functional.interpolate(maps[:, None], size=tuple(size), mode=mode, align_corners=False)[:, 0]
+
+
+def minmax(maps: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Per-sample min-max normalisation of (N, ...) to [0, 1]; a constant map becomes 0."""
+    flat = maps.flatten(1)
+    lo = flat.min(1, keepdim=True).values
+    hi = flat.max(1, keepdim=True).values
+    return ((flat - lo) / (hi - lo).clamp_min(eps)).view_as(maps)
+
+
+def percentile_scale(maps: torch.Tensor, q: float = 99.9) -> torch.Tensor:
+    """Per-sample: divide non-negative maps by their q-th percentile and clip to [0, 1].
+
+    The display rule of the video-perturbation seed (lo = 0, hi = P_q), without its sign bug.
+    """
+    flat = maps.flatten(1)
+    k = max(1, min(flat.shape[1], int(round(q / 100 * (flat.shape[1] - 1))) + 1))
+    hi = flat.kthvalue(k, dim=1, keepdim=True).values
+    hi = torch.where(hi > 0, hi, flat.max(1, keepdim=True).values)
+    return (flat / hi.clamp_min(1e-12)).clamp(0, 1).view_as(maps)

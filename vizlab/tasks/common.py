@@ -1,0 +1,27 @@
+"""Helpers shared by tasks: device selection, thread count."""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from vizlab.errors import ConfigError
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
+
+
+def resolve_device(hardware: DictConfig) -> torch.device:
+    """hardware.accelerator → torch.device; also applies hardware.threads to torch."""
+    accel = hardware.get("accelerator", "cpu")
+    if accel not in ACCELERATORS:
+        raise ConfigError(f"hardware.accelerator must be one of {ACCELERATORS}, got {accel!r}.")
+    threads = hardware.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    if accel == "auto":
+        accel = "gpu" if torch.cuda.is_available() else "cpu"
+    if accel in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError("hardware=gpu but no CUDA device is visible; use hardware=cpu.")
+        return torch.device("cuda", 0)
+    return torch.device("cpu")
