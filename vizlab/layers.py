@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from vizlab.errors import LayerNotFoundError, suggest
@@ -58,3 +59,29 @@ def first_module_of_type(model: nn.Module, kinds: tuple[type, ...]) -> tuple[str
         if isinstance(module, kinds):
             return name, module
     return None
+
+
+def last_spatial_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """Name of the last module, in execution order, whose output is a feature map with spatial extent
+    (N, C, *S) and some S > 1 — for a CNN, the input of global pooling. Runs one no-grad forward on x."""
+    net = unwrap(model)
+    order: list[str] = []
+    handles = []
+    for name, module in net.named_modules():
+        if not name:
+            continue
+
+        def hook(_m, _i, out, name=name):
+            if isinstance(out, torch.Tensor) and out.dim() in (4, 5) and max(out.shape[2:]) > 1:
+                order.append(name)
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if not order:
+        raise LayerNotFoundError("No module of this model outputs a spatial feature map; pass layer= explicitly.")
+    return order[-1]

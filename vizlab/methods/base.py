@@ -102,8 +102,8 @@ def check_input(model: nn.Module, x: torch.Tensor) -> None:
         name, conv = first
         want = 5 if isinstance(conv, nn.Conv3d) else 4
         if x.dim() != want:
-            kind = "clip (N, C, T, H, W)" if want == 5 else "image (N, C, H, W)"
-            raise InputError(f"This model's first conv ({name}) is {type(conv).__name__}, so it expects a "
+            kind = "a clip (N, C, T, H, W)" if want == 5 else "an image (N, C, H, W)"
+            raise InputError(f"This model's first conv ({name}) is {type(conv).__name__}, so it expects "
                              f"{kind} input; got shape {tuple(x.shape)}.")
         if x.shape[1] != conv.in_channels:
             raise InputError(f"Input has {x.shape[1]} channels but the model's first conv ({name}) "

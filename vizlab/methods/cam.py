@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from vizlab.errors import ConfigError, InputError
-from vizlab.layers import LayerSpec, last_module_of_type, resolve_layer
+from vizlab.layers import LayerSpec, last_module_of_type, last_spatial_layer, resolve_layer
 from vizlab.methods.base import (
     AttributionMethod,
     Explanation,
@@ -24,24 +24,28 @@ from vizlab.methods.hooks import capture_layer
 Temporal = Literal["pooled", "per_frame"]
 
 
-def default_layer(model: nn.Module) -> str:
-    """The zoo's default target layer, or the last conv module of a plain network."""
-    info = getattr(model, "info", None)
-    if info is not None and getattr(info, "default_layer", None):
-        return info.default_layer
-    found = last_module_of_type(model, (nn.Conv2d, nn.Conv3d))
-    if found is None:
-        raise ConfigError("No conv layer found; pass layer='dotted.name' explicitly.")
-    return found[0]
-
-
 class _LayerMethod(AttributionMethod):
-    """Shared set-up of methods that read one layer's feature map."""
+    """Shared set-up of methods that read one layer's feature map.
+
+    layer=None: the zoo model's default layer; for a plain nn.Module, the last module whose output
+    is a spatial feature map (the input of global pooling), found by one probing forward pass on
+    the first call.
+    """
 
     def __init__(self, model: nn.Module, layer: LayerSpec | None = None) -> None:
         super().__init__(model)
-        self.layer_name = layer if isinstance(layer, str) else (default_layer(model) if layer is None else "module")
-        self.layer = resolve_layer(model, layer if layer is not None else self.layer_name)
+        info = getattr(model, "info", None)
+        if layer is None and info is not None and getattr(info, "default_layer", None):
+            layer = info.default_layer
+        self.layer_name = layer if isinstance(layer, str) else ("module" if layer is not None else None)
+        self.layer = resolve_layer(model, layer) if layer is not None else None
+
+    def target_layer(self, x: torch.Tensor) -> nn.Module:
+        """The layer to read; resolves the automatic default on first use."""
+        if self.layer is None:
+            self.layer_name = last_spatial_layer(self.model, x[:1])
+            self.layer = resolve_layer(self.model, self.layer_name)
+        return self.layer
 
     def finish(self, raw: torch.Tensor, x: torch.Tensor, t: torch.Tensor, logits: torch.Tensor,
                **extras) -> Explanation:
@@ -75,7 +79,7 @@ class GradCAM(_LayerMethod):
         self.temporal = temporal
 
     def explain(self, x: torch.Tensor, target: Target) -> Explanation:
-        with torch.enable_grad(), capture_layer(self.layer, start_graph=True) as cap:
+        with torch.enable_grad(), capture_layer(self.target_layer(x), start_graph=True) as cap:
             logits = logits_of(self.model(x))
         t = resolve_target(target, logits)
         acts = cap.get(self.layer_name)
@@ -117,7 +121,7 @@ class CAM(_LayerMethod):
             raise ConfigError(f"CAM classifier must be an nn.Linear, got {type(self.classifier).__name__}.")
 
     def explain(self, x: torch.Tensor, target: Target) -> Explanation:
-        with torch.no_grad(), capture_layer(self.layer) as cap:
+        with torch.no_grad(), capture_layer(self.target_layer(x)) as cap:
             logits = logits_of(self.model(x))
         t = resolve_target(target, logits)
         acts = cap.get(self.layer_name)

@@ -1,0 +1,380 @@
+"""Benchmark vizlab's Grad-CAM and Integrated Gradients against their physical limits and two peers.
+
+What "the limit" means
+----------------------
+Grad-CAM needs the target layer's activations A and ∂y_t/∂A, nothing else. The least work that
+gives both is one forward pass with the parameters frozen, where the autograd graph *starts* at
+the layer (a forward hook replaces the layer output by a detached leaf that requires grad), and
+one backward pass from the target logits down to that leaf only: no weight gradients, no input
+gradients, nothing recorded before the layer. That is row "limit (fwd + bwd to layer)", written
+here from scratch (it does not use vizlab's hooks). Row "forward + backward (to input)" is the
+usual cost of one plain gradient explanation (frozen parameters, backward down to the input); a
+Grad-CAM that costs more than that is doing avoidable work.
+
+Integrated Gradients with `steps` Riemann steps needs `steps` forward + backward passes to the
+input per image, so its limit is N · steps rows of forward + backward, measured on a 32-row batch
+(the batch size both IG implementations use internally) and scaled to N · steps rows.
+
+Peers: Captum (LayerGradCam + LayerAttribution.interpolate to input size, IntegratedGradients) and
+pytorch-grad-cam (GradCAM with ClassifierOutputTarget). pytorch-grad-cam calls `loss.backward()`,
+so it only works with parameters that require grad; they are unfrozen for that peer alone.
+
+Inputs are real photos (skimage chelsea, coffee, astronaut, rocket, repeated to the batch size),
+resized to the model's input size, and the targets are the model's predicted classes. Before
+timing, the script checks that vizlab and Captum compute the same Grad-CAM and IG maps.
+
+Run:
+    make bench                       # or, with options:
+    make bench ARGS="--batch 8 --threads 2 --repeats 3"
+    .venv/bin/python experiments/bench_gradient_methods.py --batch 8 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import vizlab
+
+IMAGE_NAMES = ("chelsea", "coffee", "astronaut", "rocket")
+IG_CHUNK = 32  # rows per forward + backward inside both IG implementations (and the IG limit)
+GOAL_VS_FWD_BWD = 1.15
+
+
+# --- command line and environment --------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--batch", type=int, default=8, help="images per call")
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per method (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls per method before timing")
+    p.add_argument("--ig-steps", type=int, default=25, help="Integrated Gradients Riemann steps")
+    p.add_argument("--model", default="efficientnet_lite0", help="vizlab zoo model")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda is used only if available")
+    args = p.parse_args(argv)
+    for name in ("batch", "threads", "repeats", "ig_steps"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup < 0:
+        p.error("--warmup must be >= 0")
+    return args
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        print("warning: --device cuda requested but CUDA is not available; using cpu")
+        return torch.device("cpu")
+    return torch.device(requested)
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else platform's best guess."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def environment_line(args: argparse.Namespace, device: torch.device) -> str:
+    import captum
+
+    dev = str(device)
+    if device.type == "cuda":
+        dev += f" ({torch.cuda.get_device_name(device)})"
+    return (f"torch {torch.__version__} · threads {torch.get_num_threads()} · device {dev} · "
+            f"CPU {cpu_model()} · batch {args.batch} · model {args.model} · "
+            f"captum {captum.__version__} · grad-cam {version('grad-cam')} · vizlab {vizlab.__version__}")
+
+
+# --- inputs ------------------------------------------------------------------------------------
+def load_images(n: int, size: int, device: torch.device) -> torch.Tensor:
+    """(n, 3, size, size) in [0, 1]: the skimage sample photos repeated to n, bilinear + antialias."""
+    from skimage import data
+
+    photos = []
+    for name in IMAGE_NAMES:
+        arr = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255
+        photos.append(F.interpolate(arr, size=(size, size), mode="bilinear", antialias=True,
+                                    align_corners=False).clamp(0, 1))
+    batch = torch.cat([photos[i % len(photos)] for i in range(n)])
+    return batch.to(device)
+
+
+def predicted_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+# --- timing ------------------------------------------------------------------------------------
+def synchronize(device: torch.device | None) -> None:
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int,
+              device: torch.device | None = None) -> float:
+    """Median wall time of `fn()` in seconds over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@contextmanager
+def parameter_grads(model: nn.Module, enabled: bool) -> Iterator[None]:
+    """Temporarily set requires_grad on every parameter; restore flags and drop .grad afterwards."""
+    params = list(model.parameters())
+    before = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(enabled)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, before, strict=True):
+            p.requires_grad_(flag)
+            p.grad = None
+
+
+# --- the limits (written here, independent of vizlab) ------------------------------------------
+def target_sum(logits: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return logits.gather(1, t[:, None]).sum()
+
+
+def layer_limit(model: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Forward with the graph starting at `layer`, backward from the target logits to it only."""
+
+    def run() -> torch.Tensor:
+        box: dict[str, torch.Tensor] = {}
+
+        def hook(_module: nn.Module, _inputs: object, out: torch.Tensor) -> torch.Tensor:
+            box["leaf"] = out.detach().requires_grad_()
+            return box["leaf"]
+
+        handle = layer.register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                logits = model(x)
+        finally:
+            handle.remove()
+        (grad,) = torch.autograd.grad(target_sum(logits, t), box["leaf"])
+        return grad
+
+    return run
+
+
+def input_fwd_bwd(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Plain forward + backward of the target logits to the input (frozen parameters)."""
+
+    def run() -> torch.Tensor:
+        xi = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(xi)
+        (grad,) = torch.autograd.grad(target_sum(logits, t), xi)
+        return grad
+
+    return run
+
+
+def rows_like(x: torch.Tensor, t: torch.Tensor, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x and t repeated cyclically to `rows` rows (a stand-in for a chunk of IG path points)."""
+    idx = torch.arange(rows, device=x.device) % x.shape[0]
+    return x[idx].contiguous(), t[idx]
+
+
+# --- vizlab and the peers ----------------------------------------------------------------------
+def vizlab_gradcam(model: nn.Module, layer_name: str, x: torch.Tensor, t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    method = vizlab.methods.build("gradcam", model, layer=layer_name)
+    return lambda: method(x, t)
+
+
+def captum_gradcam(model: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor) -> Callable[[], torch.Tensor]:
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    gc = LayerGradCam(model, layer)
+
+    def run() -> torch.Tensor:
+        attr = gc.attribute(x, target=t, relu_attributions=True)
+        return LayerAttribution.interpolate(attr, tuple(x.shape[2:]), interpolate_mode="bilinear")
+
+    return run
+
+
+def time_pytorch_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                          repeats: int, warmup: int, device: torch.device) -> float:
+    """pytorch-grad-cam needs parameters that require grad; unfreeze them for this peer only."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    targets = [ClassifierOutputTarget(int(c)) for c in t]
+    with parameter_grads(model, True), GradCAM(model=model, target_layers=[layer]) as cam:
+        return time_call(lambda: cam(input_tensor=x, targets=targets), repeats, warmup, device)
+
+
+def vizlab_ig(model: nn.Module, x: torch.Tensor, t: torch.Tensor, steps: int) -> Callable[[], object]:
+    method = vizlab.methods.build("integrated_gradients", model, steps=steps, rule="left", baseline="black",
+                                  batch_size=IG_CHUNK)
+    return lambda: method(x, t, return_info=True)
+
+
+def captum_ig(model: nn.Module, x: torch.Tensor, t: torch.Tensor, steps: int) -> Callable[[], torch.Tensor]:
+    from captum.attr import IntegratedGradients
+
+    ig = IntegratedGradients(model)
+    baseline = model.normalize(torch.zeros_like(x))
+    return lambda: ig.attribute(x, baselines=baseline, target=t, n_steps=steps, method="riemann_left",
+                                internal_batch_size=IG_CHUNK)
+
+
+# --- correctness -------------------------------------------------------------------------------
+def per_sample_minmax(maps: torch.Tensor) -> torch.Tensor:
+    flat = maps.flatten(1)
+    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(maps)
+
+
+def check_gradcam(model: nn.Module, layer_name: str, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                  tol: float = 1e-4) -> float:
+    """vizlab's layer-resolution map, ReLU'd and min-maxed, equals Captum's LayerGradCam."""
+    from captum.attr import LayerGradCam
+
+    info = vizlab.methods.build("gradcam", model, layer=layer_name)(x, t, return_info=True)
+    ours = per_sample_minmax(info.raw.clamp_min(0))
+    theirs = per_sample_minmax(LayerGradCam(model, layer).attribute(x, target=t, relu_attributions=True)[:, 0])
+    assert torch.equal(info.target, t), "vizlab explained other classes than requested"
+    assert ours.shape == theirs.shape, f"shape {tuple(ours.shape)} vs Captum {tuple(theirs.shape)}"
+    err = (ours - theirs.detach()).abs().max().item()
+    assert err < tol, f"vizlab Grad-CAM differs from Captum LayerGradCam: max |diff| {err:.2e} >= {tol:.0e}"
+    return err
+
+
+def check_ig(model: nn.Module, x: torch.Tensor, t: torch.Tensor, steps: int, tol: float = 1e-3) -> float:
+    """vizlab's signed IG attribution equals Captum's (same rule, baseline, steps), relative to its scale."""
+    ours = vizlab_ig(model, x, t, steps)().raw
+    theirs = captum_ig(model, x, t, steps)().detach()
+    err = ((ours - theirs).abs().max() / theirs.abs().max()).item()
+    assert err < tol, f"vizlab IG differs from Captum IG: max |diff| / max |IG| = {err:.2e} >= {tol:.0e}"
+    return err
+
+
+# --- report ------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    method: str
+    seconds: float
+    limit: float      # reference for "× limit"
+    fwd_bwd: float    # reference for "× fwd+bwd"
+    peers: str = "—"
+
+
+def speedups(ours: float, peers: dict[str, float]) -> str:
+    return ", ".join(f"{peer_s / ours:.2f}× {name}" for name, peer_s in peers.items())
+
+
+def markdown_table(rows: list[Row], n: int) -> str:
+    lines = ["| method | ms / batch | images/s | × limit | × fwd+bwd | vs peer |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r.method} | {r.seconds * 1e3:.1f} | {n / r.seconds:.1f} | {r.seconds / r.limit:.2f} | "
+                     f"{r.seconds / r.fwd_bwd:.2f} | {r.peers} |")
+    return "\n".join(lines)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+# --- main --------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    model = vizlab.load_model(args.model, device=device)
+    layer_name = model.info.default_layer
+    layer = dict(model.net.named_modules())[layer_name]
+    size = model.info.input_size
+    n, steps, reps, warm = args.batch, args.ig_steps, args.repeats, args.warmup
+
+    x = model.normalize(load_images(n, size, device))
+    t = predicted_targets(model, x)
+
+    print(environment_line(args, device))
+    print(f"targets: {', '.join(model.class_name(int(c)) for c in t[:len(IMAGE_NAMES)])}"
+          f"{' (repeated)' if n > len(IMAGE_NAMES) else ''} · Grad-CAM layer {layer_name} · "
+          f"IG {steps} steps (left Riemann, black baseline, {IG_CHUNK}-row chunks) · "
+          f"median of {reps} after {warm} warm-up")
+    with parameter_grads(model, False):  # frozen for all (pytorch-grad-cam unfreezes for itself)
+        gc_err = check_gradcam(model, layer_name, layer, x, t)
+        ig_err = check_ig(model, x, t, steps)
+        print(f"check: vizlab Grad-CAM == Captum LayerGradCam (max |diff| {gc_err:.1e}); "
+              f"vizlab IG == Captum IG (max rel diff {ig_err:.1e})")
+        timings = run_timings(model, layer_name, layer, x, t, args)
+    print()
+    print(report(timings, n, steps))
+
+
+def run_timings(model: nn.Module, layer_name: str, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds per call of every benchmarked function, keyed by short names."""
+    device, n, steps, reps, warm = x.device, x.shape[0], args.ig_steps, args.repeats, args.warmup
+    s: dict[str, float] = {}
+    s["limit"] = time_call(layer_limit(model, layer, x, t), reps, warm, device)
+    s["fwd_bwd"] = time_call(input_fwd_bwd(model, x, t), reps, warm, device)
+    s["vizlab"] = time_call(vizlab_gradcam(model, layer_name, x, t), reps, warm, device)
+    s["captum"] = time_call(captum_gradcam(model, layer, x, t), reps, warm, device)
+    s["pgc"] = time_pytorch_grad_cam(model, layer, x, t, reps, warm, device)
+    x32, t32 = rows_like(x, t, IG_CHUNK)
+    s["ig_limit"] = time_call(input_fwd_bwd(model, x32, t32), reps, warm, device) * n * steps / IG_CHUNK
+    s["vizlab_ig"] = time_call(vizlab_ig(model, x, t, steps), reps, warm, device)
+    s["captum_ig"] = time_call(captum_ig(model, x, t, steps), reps, warm, device)
+    return s
+
+
+def report(s: dict[str, float], n: int, steps: int) -> str:
+    """The Markdown table, its legend and the goal line."""
+    gc_peers = {"Captum": s["captum"], "pytorch-grad-cam": s["pgc"]}
+    ig_fb = s["fwd_bwd"] * steps  # IG "× fwd+bwd": steps × row 2 (forward + backward at batch N)
+    rows = [
+        Row("limit (fwd + bwd to layer)", s["limit"], s["limit"], s["fwd_bwd"]),
+        Row("forward + backward (to input)", s["fwd_bwd"], s["limit"], s["fwd_bwd"]),
+        Row("**vizlab Grad-CAM**", s["vizlab"], s["limit"], s["fwd_bwd"], speedups(s["vizlab"], gc_peers)),
+        Row("Captum LayerGradCam + interpolate", s["captum"], s["limit"], s["fwd_bwd"]),
+        Row("pytorch-grad-cam GradCAM", s["pgc"], s["limit"], s["fwd_bwd"]),
+        Row(f"IG limit ({steps} × fwd+bwd, {IG_CHUNK}-row batches)", s["ig_limit"], s["ig_limit"], ig_fb),
+        Row(f"**vizlab IG** ({steps} steps)", s["vizlab_ig"], s["ig_limit"], ig_fb,
+            speedups(s["vizlab_ig"], {"Captum": s["captum_ig"]})),
+        Row(f"Captum IntegratedGradients ({steps} steps)", s["captum_ig"], s["ig_limit"], ig_fb),
+    ]
+    within = s["vizlab"] <= GOAL_VS_FWD_BWD * s["fwd_bwd"]
+    faster = all(s["vizlab"] < peer for peer in gc_peers.values())
+    return "\n".join([
+        markdown_table(rows, n),
+        "",
+        f"Grad-CAM rows: × limit = / row 1, × fwd+bwd = / row 2. IG rows: × limit = / IG limit, "
+        f"× fwd+bwd = / ({steps} × row 2). vs peer = peer time / vizlab time (> 1: vizlab faster).",
+        f"goal: Grad-CAM within {GOAL_VS_FWD_BWD}× of forward+backward: {verdict(within)} "
+        f"({s['vizlab'] / s['fwd_bwd']:.2f}×); faster than both peers: {verdict(faster)} "
+        f"({speedups(s['vizlab'], gc_peers)})",
+    ])
+
+if __name__ == "__main__":
+    main()
