@@ -102,15 +102,15 @@ def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, overrides, message):
     assert all_files(out) == []
 
 
-def test_gif_and_strip_for_clips(tmp_path, tiny3d):
+def test_gif_and_strip_for_clips(tmp_path):
     """Clip overlays: a frame strip PNG and an animated GIF with one frame per clip frame."""
     import torch
 
-    from vizlab.tasks.explain import write_visuals
+    from vizlab.viz.outputs import SampleWriter
 
     frames = torch.rand(3, 6, 32, 32)
     saliency = torch.rand(6, 32, 32)
-    files = write_visuals(tmp_path, 0, "clip", frames, saliency, "test", 0.8)
+    files = SampleWriter(tmp_path).write(0, "clip", frames, saliency, saliency, "test")
     assert files == ["heatmaps/00000_clip_strip.png", "heatmaps/00000_clip.gif"]
     gif = Image.open(tmp_path / files[1])
     assert gif.n_frames == 6 and gif.size == (32, 32)

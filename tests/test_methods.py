@@ -162,3 +162,13 @@ class SqueezeHead(torch.nn.Module):
 
     def forward(self, x):
         return self.fc(self.squeeze(self.conv(x)).mean((2, 3)))
+
+
+@pytest.mark.parametrize("name", available_methods())
+def test_methods_work_inside_no_grad(name, tiny2d):
+    """Callers (e.g. Lightning's test loop) often run under torch.no_grad()."""
+    x = torch.randn(2, 3, 16, 16)
+    expected = vizlab.explain(tiny2d, x, 1, method=name, **opts(name))
+    with torch.no_grad():
+        got = vizlab.explain(tiny2d, x, 1, method=name, **opts(name))
+    assert torch.allclose(expected, got)

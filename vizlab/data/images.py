@@ -90,19 +90,18 @@ class SampleImages(_ImageDataset):
 
     def __init__(self, size: int, images: Sequence[str] = SAMPLE_NAMES[:4], resize: str = "squash") -> None:
         super().__init__(size, resize)
-        import skimage.data
-
         bad = [n for n in images if n not in SAMPLE_NAMES]
         if bad:
             raise ConfigError(f"Unknown sample image(s) {bad}. Valid: {', '.join(SAMPLE_NAMES)}.")
         if not images:
             raise ConfigError("dataset.images is empty; name at least one sample image.")
-        self._data = skimage.data
         self.names = list(images)
         self.labels = [-1] * len(self.names)
 
     def load(self, index: int) -> np.ndarray:
-        return to_rgb_uint8(getattr(self._data, self.names[index])())
+        import skimage.data
+
+        return to_rgb_uint8(getattr(skimage.data, self.names[index])())
 
 
 class ImageFolder(_ImageDataset):

@@ -79,15 +79,16 @@ class GradCAM(_LayerMethod):
         self.temporal = temporal
 
     def explain(self, x: torch.Tensor, target: Target) -> Explanation:
-        with torch.enable_grad(), capture_layer(self.target_layer(x), start_graph=True) as cap:
-            logits = logits_of(self.model(x))
-        t = resolve_target(target, logits)
-        acts = cap.get(self.layer_name)
-        try:
-            (grads,) = torch.autograd.grad(target_score(logits, t), acts)
-        except RuntimeError as exc:
-            raise InputError(f"Layer {self.layer_name!r} does not influence the logits; "
-                             "choose a layer on the path to the output.") from exc
+        with torch.enable_grad():
+            with capture_layer(self.target_layer(x), start_graph=True) as cap:
+                logits = logits_of(self.model(x))
+            t = resolve_target(target, logits)
+            acts = cap.get(self.layer_name)
+            score = target_score(logits, t)
+            if not score.requires_grad:
+                raise InputError(f"Layer {self.layer_name!r} does not influence the logits; "
+                                 "choose a layer on the path to the output.")
+            (grads,) = torch.autograd.grad(score, acts)
         dims = tuple(range(2, grads.dim()))
         if self.temporal == "per_frame" and grads.dim() == 5:
             dims = (3, 4)

@@ -1,8 +1,15 @@
 """Metrics (torchmetrics, DDP-synced): deletion/insertion and localisation."""
 
 from vizlab.metrics.deletion_insertion import PRESETS, DeletionInsertion, DeletionInsertionConfig
-from vizlab.metrics.localisation import (EnergyPointing, MaskIoU, PointingGame, boxes_to_masks, energy_pointing,
-                                         mask_iou, pointing_hits)
+from vizlab.metrics.localisation import (
+                                         EnergyPointing,
+                                         MaskIoU,
+                                         PointingGame,
+                                         boxes_to_masks,
+                                         energy_pointing,
+                                         mask_iou,
+                                         pointing_hits,
+)
 from vizlab.metrics.substrates import gaussian_blur, make_substrate
 
 __all__ = ["PRESETS", "DeletionInsertion", "DeletionInsertionConfig", "EnergyPointing", "MaskIoU", "PointingGame",

@@ -31,34 +31,61 @@ def hydra_job() -> tuple[Path, str] | None:
         return None
 
 
-def remove_run_outputs(out_dir: Path, job_name: str | None) -> None:
-    """Delete what a failed run wrote: staging, and under Hydra its .hydra/ and job log;
-    then the directory itself if nothing else is in it."""
+def remove_run_outputs(out_dir: Path, job_name: str | None, before: set[str], stop_at: Path | None = None) -> None:
+    """Delete what a failed run wrote into its Hydra job directory: every entry that was not there
+    when the task started, plus Hydra's .hydra/ and job log if the directory was fresh; then the
+    directory itself if empty. Entries that were there before (earlier results) are kept.
+    Outside Hydra only the staging folder is removed."""
     shutil.rmtree(out_dir / ".staging", ignore_errors=True)
-    if job_name is None:
+    if job_name is None or not out_dir.is_dir():
         return
-    shutil.rmtree(out_dir / ".hydra", ignore_errors=True)
-    (out_dir / f"{job_name}.log").unlink(missing_ok=True)
-    try:
-        out_dir.rmdir()
-    except OSError:
-        pass
+    hydra_own = {".hydra", f"{job_name}.log"}
+    doomed = {p.name for p in out_dir.iterdir()} - before
+    if before <= hydra_own:
+        doomed |= hydra_own
+    for name in doomed:
+        entry = out_dir / name
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    remove_empty_dirs(out_dir, stop_at)
+
+
+def remove_empty_dirs(path: Path, stop_at: Path | None) -> None:
+    """rmdir `path` and its empty parents, up to (not including) `stop_at`; only inside `stop_at`."""
+    path = path.resolve()
+    stop = stop_at.resolve() if stop_at is not None else path.parent
+    if stop not in path.parents:
+        stop = path.parent
+    while path != stop:
+        try:
+            path.rmdir()
+        except OSError:
+            return
+        path = path.parent
+
+
+def output_root(cfg: DictConfig) -> Path | None:
+    root = cfg.get("paths", {}).get("output_root")
+    return Path(root) if root else None
 
 
 def run_task(cfg: DictConfig) -> dict[str, Any]:
     job = hydra_job()
     out_dir, job_name = job if job else (Path.cwd(), None)
+    before = {p.name for p in out_dir.iterdir()} if out_dir.is_dir() else set()
     try:
         name = cfg.task.name
         if name not in TASKS:
             raise unknown_choice("task", name, TASKS)
         results = TASKS[name](cfg, out_dir)
     except VizlabError as exc:
-        remove_run_outputs(out_dir, job_name)
+        remove_run_outputs(out_dir, job_name, before, output_root(cfg))
         print(f"vizlab: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except BaseException:
-        remove_run_outputs(out_dir, job_name)
+        remove_run_outputs(out_dir, job_name, before, output_root(cfg))
         raise
     print(f"vizlab: {name} done: {results['summary']['num_samples']} samples → {out_dir}")
     print(f"vizlab: results: {out_dir / 'results.json'}")

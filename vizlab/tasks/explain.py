@@ -1,31 +1,36 @@
-"""task=explain: run one method over a dataset; write overlays, raw maps and results.json.
+"""task=explain: run one method over a dataset with Lightning (`trainer.test`), score it with the
+configured metrics, write overlays, raw maps and results.json, log to the configured logger.
 
-Everything that can be checked (model, checkpoint, layer, method options, target, dataset) is
-checked before the first batch; outputs are staged and moved into the run directory at the
-end, so a failed run leaves nothing half-written.
+Everything that can be checked (model, checkpoint, layer, method and metric options, target,
+dataset) is checked before the first batch. Outputs are staged in `<job>/.staging` and moved
+into place at the end, results.json last (atomically): a directory with a complete results.json
+is a finished job, and re-running the same config there skips it.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from vizlab.data import build_dataset
 from vizlab.errors import ConfigError
 from vizlab.io import write_json_atomic
+from vizlab.lit.explain_data import ExplainDataModule
+from vizlab.lit.explain_module import RECORDS, ExplainModule
+from vizlab.loggers import build_loggers, finish_loggers, log_media
 from vizlab.methods import build
+from vizlab.metrics.build import build_metrics, metric_protocols
 from vizlab.models import ZooModel, load_model
 from vizlab.tasks.common import resolve_device
-from vizlab.viz import add_caption, clip_overlays, frame_strip, overlay, save_gif, save_png
+from vizlab.viz.outputs import SampleWriter
 
 STAGING = ".staging"
 
@@ -49,99 +54,88 @@ def check_target(target: Any, model: ZooModel) -> None:
                           f"(valid 0..{k - 1}); use task.target=null for the predicted class.")
 
 
-def batch_targets(target: Any, labels: torch.Tensor, num_classes: int) -> torch.Tensor | int | None:
-    if target != "label":
-        return target
-    if (labels < 0).any() or (labels >= num_classes).any():
-        raise ConfigError("task.target=label needs every sample to have a label within the model's classes; "
-                          "this dataset has unlabelled or out-of-range samples.")
-    return labels
+def config_hash(cfg: DictConfig) -> str:
+    """Hash of everything that changes results (not hardware, logger or output paths)."""
+    keep = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "dataset", "method", "metric")
+            if k in cfg}
+    keep["seed"] = cfg.get("seed")
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "sample"
+def completed(out_dir: Path, digest: str) -> dict[str, Any] | None:
+    """The results of a finished job with the same config hash, else None."""
+    path = out_dir / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return results if results.get("complete") and results.get("config_hash") == digest else None
 
 
-def write_visuals(stage: Path, index: int, name: str, image: torch.Tensor, saliency: torch.Tensor,
-                  caption: str, power: float) -> list[str]:
-    """Write the overlay(s) of one sample; return paths relative to the run directory."""
-    stem = f"{index:05d}_{safe_name(name)}"
-    if saliency.dim() == 2:
-        picture = add_caption(overlay(image.cpu(), saliency, power), caption)
-        save_png(stage / "heatmaps" / f"{stem}.png", picture)
-        return [f"heatmaps/{stem}.png"]
-    frames = clip_overlays(image.cpu(), saliency, power)
-    save_png(stage / "heatmaps" / f"{stem}_strip.png", add_caption(frame_strip(frames), caption))
-    save_gif(stage / "heatmaps" / f"{stem}.gif", frames)
-    return [f"heatmaps/{stem}_strip.png", f"heatmaps/{stem}.gif"]
+def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path) -> pl.Trainer:
+    devices = hardware.get("devices", 1)
+    return pl.Trainer(accelerator="gpu" if hardware.accelerator in ("gpu", "cuda") else hardware.accelerator,
+                      devices=devices, strategy=hardware.get("strategy", "auto"), logger=loggers or False,
+                      inference_mode=False, enable_checkpointing=False, enable_model_summary=False,
+                      use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0)
 
 
 def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run task=explain with config `cfg`, writing into `out_dir`. Returns the results dict."""
+    digest = config_hash(cfg)
+    done = completed(out_dir, digest)
+    if done is not None and not cfg.task.get("overwrite", False):
+        print(f"vizlab: {out_dir} already holds complete results for this config; skipping (task.overwrite=true re-runs).")
+        return done
     task = cfg.task
+    pl.seed_everything(cfg.get("seed", 0), verbose=False)
     device = resolve_device(cfg.hardware)
     model = load_model(cfg.model.name, checkpoint=cfg.model.get("checkpoint"),
                        num_classes=cfg.model.get("num_classes"), pretrained=cfg.model.get("pretrained"),
-                       device=device)
+                       device=device if cfg.hardware.get("devices", 1) == 1 else "cpu")
     options = method_options(cfg.method)
     method = build(cfg.method.name, model, **options)
     check_target(task.get("target"), model)
-    dataset = build_dataset(cfg.dataset, model.info.input_size, model.info.is_video)
     if task.batch_size < 1:
         raise ConfigError(f"task.batch_size must be >= 1, got {task.batch_size}.")
-    limit = task.get("max_samples")
-    if limit is not None:
-        dataset = torch.utils.data.Subset(dataset, range(min(limit, len(dataset))))
-    loader = DataLoader(dataset, batch_size=task.batch_size, shuffle=False, num_workers=task.get("num_workers", 0))
+    dataset = build_dataset(cfg.dataset, model.info.input_size, model.info.is_video)
+    if task.get("max_samples") is not None:
+        dataset = torch.utils.data.Subset(dataset, range(min(task.max_samples, len(dataset))))
+    has_masks = len(dataset) > 0 and "mask" in dataset[0]
+    metric_cfg = OmegaConf.to_container(cfg.metric, resolve=True) if cfg.get("metric") else {}
+    metrics = build_metrics(metric_cfg, model, has_masks)
 
     stage = out_dir / STAGING
     shutil.rmtree(stage, ignore_errors=True)
-    samples: list[dict[str, Any]] = []
-    total = 0.0
-    index = 0
-    for batch in tqdm(loader, desc=f"{cfg.method.name} on {model.info.name}", unit="batch"):
-        images = batch["image"].to(device)
-        x = model.normalize(images)
-        target = batch_targets(task.get("target"), batch["label"].to(device), model.info.num_classes)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        info = method(x, target, return_info=True)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        elapsed = time.perf_counter() - start
-        total += elapsed
-        probs = info.logits.float().softmax(1)
-        for i in range(x.shape[0]):
-            t, pred = int(info.target[i]), int(probs[i].argmax())
-            record = {
-                "index": index, "name": batch["name"][i], "label": int(batch["label"][i]),
-                "target": t, "target_name": model.class_name(t), "target_prob": float(probs[i, t]),
-                "predicted": pred, "predicted_name": model.class_name(pred), "predicted_prob": float(probs[i, pred]),
-                "seconds": elapsed / x.shape[0], "files": [],
-            }
-            caption = f"{cfg.method.name}: {t} {model.class_name(t)} (p={record['target_prob']:.2f})"
-            if task.save_overlays:
-                record["files"] += write_visuals(stage, index, batch["name"][i], images[i], info.saliency[i],
-                                                 caption, task.get("overlay_power", 0.8))
-            if task.save_maps:
-                stem = f"maps/{index:05d}_{safe_name(batch['name'][i])}"
-                (stage / "maps").mkdir(parents=True, exist_ok=True)
-                np.save(stage / f"{stem}_saliency.npy", info.saliency[i].float().cpu().numpy())
-                np.save(stage / f"{stem}_raw.npy", info.raw[i].float().cpu().numpy())
-                record["files"] += [f"{stem}_saliency.npy", f"{stem}_raw.npy"]
-            samples.append(record)
-            index += 1
-
+    stage.mkdir(parents=True)
+    writer = SampleWriter(stage, task.save_overlays, task.save_maps, task.get("overlay_power", 0.8))
+    run_name = f"{cfg.method.name}-{cfg.model.name}-{cfg.dataset.name}"
+    loggers = build_loggers(cfg.logger, out_dir, run_name, OmegaConf.to_container(cfg, resolve=True))
+    module = ExplainModule(model, method, cfg.method.name, metrics, task.get("target"), writer, stage)
+    data = ExplainDataModule(dataset, task.batch_size, task.get("num_workers", 0))
+    start = time.perf_counter()
+    try:
+        trainer_for(cfg.hardware, loggers, out_dir).test(module, datamodule=data, verbose=False)
+        wall = time.perf_counter() - start
+        records = json.loads((stage / RECORDS).read_text())
+        samples = records["samples"]
+        log_media(loggers, samples, stage, task.get("log_images", 32))
+    finally:
+        finish_loggers(loggers)
     results = {
         "task": "explain",
+        "complete": True,
+        "config_hash": digest,
         "model": {"name": model.info.name, "checkpoint": cfg.model.get("checkpoint"),
                   "num_classes": model.info.num_classes, "input_size": model.info.input_size},
         "method": {"name": cfg.method.name, **options, "resolved": repr(method)},
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
+        "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
         "device": str(device),
-        "summary": {"num_samples": len(samples), "seconds_total": total,
-                    "seconds_per_sample": total / max(1, len(samples))},
+        "metrics_config": metric_protocols(metrics),
+        "summary": {"num_samples": len(samples), "seconds_total": records["seconds_total"],
+                    "seconds_per_sample": records["seconds_total"] / max(1, len(samples)),
+                    "wall_seconds": wall, **records["metrics"]},
         "samples": samples,
     }
     for sub in ("heatmaps", "maps"):

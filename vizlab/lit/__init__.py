@@ -1,0 +1,1 @@
+"""LightningModules and DataModules: the explain loop and classifier training."""

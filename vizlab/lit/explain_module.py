@@ -1,0 +1,125 @@
+"""`ExplainModule`: a frozen classifier + an attribution method + metrics, run by `trainer.test`.
+
+Each test step explains a batch, scores it with every metric, writes the sample files and keeps
+one record per sample. At the end of the epoch the records of all ranks are gathered (each
+sample exactly once, see ExplainDataModule), the torchmetrics summaries are computed (synced
+across ranks) and logged, and rank 0 writes `records.json` into the output folder. Pictures and
+the per-sample table are logged afterwards by the launching process (`vizlab.loggers.log_media`),
+which owns the W&B run even when DDP workers were spawned.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import nn
+from torchmetrics import Metric
+
+from vizlab.errors import ConfigError
+from vizlab.io import write_json_atomic
+from vizlab.methods.base import AttributionMethod
+from vizlab.metrics import DeletionInsertion
+from vizlab.models import ZooModel
+from vizlab.viz.outputs import SampleWriter
+
+RECORDS = "records.json"
+
+
+def batch_targets(target: Any, labels: torch.Tensor, num_classes: int) -> torch.Tensor | int | None:
+    """task.target → what the method takes: None (predicted), an int, or the labels."""
+    if target != "label":
+        return target
+    if (labels < 0).any() or (labels >= num_classes).any():
+        raise ConfigError("task.target=label needs every sample to have a label within the model's classes; "
+                          "this dataset has unlabelled or out-of-range samples.")
+    return labels
+
+
+class ExplainModule(pl.LightningModule):
+    """Run `method` over test batches of {"image" (N, C, *S) in [0, 1], "label", "name", "index"[, "mask"]}."""
+
+    def __init__(self, model: ZooModel, method: AttributionMethod, method_name: str,
+                 metrics: dict[str, Metric] | None = None, target: Any = None,
+                 writer: SampleWriter | None = None, out_dir: Path | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+        self.method_name = method_name
+        self.metrics = nn.ModuleDict(metrics or {})
+        self.target = target
+        self.writer = writer
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.records: list[dict[str, Any]] = []
+        self.seconds = 0.0
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images = batch["image"]
+        x = self.model.normalize(images)
+        target = batch_targets(self.target, batch["label"], self.model.info.num_classes)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        start = time.perf_counter()
+        info = self.method(x, target, return_info=True)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+        elapsed = time.perf_counter() - start
+        self.seconds += elapsed
+        scores: dict[str, torch.Tensor] = {}
+        for metric in self.metrics.values():
+            if isinstance(metric, DeletionInsertion):
+                scores.update(metric.evaluate(x, info.saliency, info.target))
+            else:
+                scores.update(metric.evaluate(info.saliency, batch["mask"].to(info.saliency.device)))
+        probs = info.logits.float().softmax(1)
+        for i in range(x.shape[0]):
+            self.records.append(self.sample_record(batch, i, info, probs, scores, elapsed / x.shape[0], images))
+
+    def sample_record(self, batch, i, info, probs, scores, seconds, images) -> dict[str, Any]:
+        model = self.model
+        t, pred = int(info.target[i]), int(probs[i].argmax())
+        record = {
+            "index": int(batch["index"][i]), "name": batch["name"][i], "label": int(batch["label"][i]),
+            "target": t, "target_name": model.class_name(t), "target_prob": float(probs[i, t]),
+            "predicted": pred, "predicted_name": model.class_name(pred), "predicted_prob": float(probs[i, pred]),
+            "seconds": seconds, "metrics": {k: float(v[i]) for k, v in scores.items()}, "files": [],
+        }
+        if self.writer is not None:
+            caption = f"{self.method_name}: {t} {model.class_name(t)} (p={record['target_prob']:.2f})"
+            record["files"] = self.writer.write(record["index"], record["name"], images[i], info.saliency[i],
+                                                info.raw[i], caption)
+        return record
+
+    def gathered(self) -> tuple[list[dict[str, Any]], float]:
+        """All ranks' records (sorted by index) and the summed method time."""
+        records, seconds = self.records, self.seconds
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, (records, seconds))
+            records = [r for part, _ in parts for r in part]
+            seconds = sum(s for _, s in parts)
+        return sorted(records, key=lambda r: r["index"]), seconds
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, metric in self.metrics.items():
+            value = metric.compute()
+            if isinstance(value, dict):
+                out.update({k: float(v) for k, v in value.items()})
+            else:
+                out[{"pointing_game": "pointing_accuracy"}.get(name, name)] = float(value)
+        return out
+
+    def on_test_epoch_end(self) -> None:
+        records, seconds = self.gathered()
+        summary = self.summary()
+        if summary:
+            self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=False, rank_zero_only=True)
+        if self.trainer.is_global_zero:
+            if self.out_dir is not None:
+                write_json_atomic(self.out_dir / RECORDS, {"samples": records, "metrics": summary,
+                                                           "seconds_total": seconds})

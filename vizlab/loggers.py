@@ -1,0 +1,129 @@
+"""Experiment loggers from `cfg.logger`: wandb (default, offline unless told otherwise), csv, tensorboard, none."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from vizlab.errors import ConfigError
+
+LOGGERS = ("wandb", "csv", "tensorboard", "none")
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE if the user set it; else online when an API key is present; else offline."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def build_loggers(cfg: DictConfig, out_dir: Path, run_name: str, config: dict[str, Any]) -> list:
+    """Lightning loggers writing under `out_dir`, with the resolved config logged as hyper-parameters."""
+    name = cfg.get("name", "none")
+    if name not in LOGGERS:
+        raise ConfigError(f"Unknown logger {name!r}; valid: {', '.join(LOGGERS)}.")
+    if name == "none":
+        return []
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+
+    if name == "wandb":
+        mode = wandb_mode()
+        logger = WandbLogger(project=cfg.get("project", "vizlab"), name=run_name, save_dir=str(out_dir),
+                             offline=mode == "offline", mode=mode if mode == "disabled" else None,
+                             tags=list(cfg.get("tags") or []), log_model=False)
+    elif name == "csv":
+        logger = CSVLogger(save_dir=str(out_dir), name="csv", version="")
+    else:
+        logger = TensorBoardLogger(save_dir=str(out_dir), name="tensorboard", version="")
+    logger.log_hyperparams(config)
+    return [logger]
+
+
+def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: int = 32) -> None:
+    """Overlays (first `limit` PNGs) and the per-sample table to W&B; overlays to TensorBoard."""
+    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
+    shown = [r for r in records if r["files"] and r["files"][0].endswith(".png")][:limit]
+    paths = [str(root / r["files"][0]) for r in shown]
+    captions = [f"{r['index']} {r['name']}: {r['target_name']}" for r in shown]
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            if paths:
+                logger.log_image(key="heatmaps", images=paths, caption=captions)
+            keys = sorted({k for r in records for k in r["metrics"]})
+            columns = ["index", "name", "target", "target_name", "target_prob", "predicted", "seconds", *keys]
+            data = [[r["index"], r["name"], r["target"], r["target_name"], r["target_prob"], r["predicted"],
+                     r["seconds"], *[r["metrics"].get(k) for k in keys]] for r in records]
+            logger.log_table(key="samples", columns=columns, data=data)
+        elif isinstance(logger, TensorBoardLogger) and paths:
+            import cv2
+
+            for step, path in enumerate(paths):
+                image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+                logger.experiment.add_image("heatmaps", image, step, dataformats="HWC")
+
+
+def finish_loggers(loggers: list) -> None:
+    """Close W&B runs so their files are complete on disk."""
+    for logger in loggers:
+        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish()
+
+
+BLOCK = 32 * 1024
+HEADER = 7  # ":W&B" + magic 0xBEE1 (little endian) + version byte
+
+
+def _wandb_records(path: Path):
+    """Raw records of a .wandb file (a LevelDB-style log: 32 KiB blocks, 7-byte record headers)."""
+    data = Path(path).read_bytes()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path} is not a W&B run file")
+    pos, pending = HEADER, b""
+    while pos + 7 <= len(data):
+        left = BLOCK - pos % BLOCK
+        if left < 7:  # block trailer padding
+            pos += left
+            continue
+        length = int.from_bytes(data[pos + 4:pos + 6], "little")
+        kind = data[pos + 6]
+        chunk = data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        pending += chunk
+        if kind in (1, 4):  # FULL or LAST
+            yield pending
+            pending = b""
+
+
+def read_offline_run(run_dir: str | Path) -> dict[str, Any]:
+    """Read an offline W&B run folder back: {"config", "history" (list of rows), "summary", "files"}.
+
+    Lets tests and users check what a run logged without syncing it anywhere.
+    """
+    import json
+
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    run_dir = Path(run_dir)
+    (path,) = run_dir.glob("run-*.wandb")
+    out: dict[str, Any] = {"config": {}, "history": [], "summary": {}, "files": []}
+    for raw in _wandb_records(path):
+        record = pb.Record()
+        record.ParseFromString(raw)
+        kind = record.WhichOneof("record_type")
+        if kind == "config":
+            for item in record.config.update:
+                out["config"][item.key] = json.loads(item.value_json)
+        elif kind == "history":
+            out["history"].append({(i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                                   for i in record.history.item})
+        elif kind == "summary":
+            for item in record.summary.update:
+                out["summary"][item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    out["files"] = sorted(str(p.relative_to(run_dir / "files")) for p in (run_dir / "files").rglob("*") if p.is_file())
+    return out
