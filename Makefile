@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vizlab-installed
 ARGS   ?=
 
-.PHONY: help setup run test test-slow sweep bench lint clean clean-outputs
+.PHONY: help setup sysdeps run test test-slow sweep bench lint clean clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -25,14 +25,18 @@ run: setup  ## explain the embedded sample images with Grad-CAM on EfficientNet-
 sweep: setup  ## example sweep: every gradient/CAM method on the default model
 	$(PY) run.py -m method=cam,gradcam,gradients,grad_x_input,integrated_gradients,smoothgrad $(ARGS)
 
-test: setup  ## fast test suite (CPU, < 15 min on 2 cores)
+sysdeps:  ## system packages the tests need (Debian chromium for the HTML report test)
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup sysdeps  ## fast test suite (CPU, < 15 min on 2 cores)
 	$(PY) -m pytest $(ARGS)
 
-test-slow: setup  ## only the slow tests
+test-slow: setup sysdeps  ## only the slow tests
 	$(PY) -m pytest -m slow $(ARGS)
 
 bench: setup  ## benchmarks against peers and the physical limit (prints tables)
 	$(PY) experiments/bench_gradient_methods.py $(ARGS)
+	$(PY) experiments/bench_metrics.py $(ARGS)
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check vizlab tests experiments run.py

@@ -22,7 +22,8 @@ def all_files(root: Path) -> list[Path]:
 
 def test_make_run_end_to_end(tmp_path):
     out = tmp_path / "outputs"
-    proc = run_cli("make", "run", f"ARGS=paths.output_root={out}", timeout=900)
+    # the default job (W&B offline logger, deletion/insertion) with fewer metric steps to keep CI fast
+    proc = run_cli("make", "run", f"ARGS=paths.output_root={out} metric.deletion_insertion.steps=10", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (job,) = job_dirs(out)
     assert f"results: {job / 'results.json'}" in proc.stdout
@@ -32,6 +33,9 @@ def test_make_run_end_to_end(tmp_path):
     assert by_name["coffee"]["target"] == 967 and by_name["coffee"]["target_name"] == "espresso"
     assert results["model"]["name"] == "efficientnet_lite0" and results["method"]["name"] == "gradcam"
     assert results["summary"]["num_samples"] == 4 and results["summary"]["seconds_per_sample"] > 0
+    assert 0 <= results["summary"]["deletion_auc"] < results["summary"]["insertion_auc"] <= 1
+    assert results["metrics_config"]["deletion_insertion"]["steps"] == 10
+    assert list((job / "wandb").glob("offline-run-*/run-*.wandb"))
     for sample in results["samples"]:
         (png,) = sample["files"]
         image = cv2.imread(str(job / png))
@@ -43,7 +47,8 @@ def test_make_run_end_to_end(tmp_path):
 def test_overrides_raw_maps_and_console_script(tmp_path):
     out = tmp_path / "o"
     proc = run_cli("vizlab", "method=integrated_gradients", "method.steps=4", "task.save_maps=true",
-                   "dataset.images=[chelsea]", "task.target=281", f"paths.output_root={out}")
+                   "dataset.images=[chelsea]", "task.target=281", "metric=none", "logger=none",
+                   f"paths.output_root={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     (job,) = job_dirs(out)
     results = json.loads((job / "results.json").read_text())
@@ -57,8 +62,8 @@ def test_overrides_raw_maps_and_console_script(tmp_path):
 
 def test_sweep_over_methods(tmp_path):
     out = tmp_path / "sweep"
-    proc = run_cli(PYTHON, "run.py", "-m", "method=cam,gradcam", "dataset.images=[coffee]",
-                   f"paths.output_root={out}")
+    proc = run_cli(PYTHON, "run.py", "-m", "method=cam,gradcam", "dataset.images=[coffee]", "logger=none",
+                   "metric.deletion_insertion.steps=5", f"paths.output_root={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = job_dirs(out)
     assert len(jobs) == 2
