@@ -16,8 +16,9 @@ from omegaconf import DictConfig
 
 from vizlab.errors import VizlabError, unknown_choice
 from vizlab.tasks.explain import run_explain
+from vizlab.tasks.report import run_report
 
-TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain}
+TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain, "report": run_report}
 
 
 def hydra_job() -> tuple[Path, str] | None:
