@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PYTHON, ROOT, run_cli
+from conftest import PYTHON, run_cli
 from PIL import Image
 
 

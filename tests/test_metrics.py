@@ -10,8 +10,15 @@ from hypothesis import strategies as st
 from torch import nn
 
 from vizlab.errors import ConfigError, InputError
-from vizlab.metrics import (DeletionInsertion, EnergyPointing, MaskIoU, PointingGame, boxes_to_masks,
-                            gaussian_blur, pointing_hits)
+from vizlab.metrics import (
+    DeletionInsertion,
+    EnergyPointing,
+    MaskIoU,
+    PointingGame,
+    boxes_to_masks,
+    gaussian_blur,
+    pointing_hits,
+)
 
 
 class RegionModel(nn.Module):
