@@ -107,8 +107,8 @@ def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, overrides, message):
     assert all_files(out) == []
 
 
-def test_gif_and_strip_for_clips(tmp_path):
-    """Clip overlays: a frame strip PNG and an animated GIF with one frame per clip frame."""
+def test_gif_mp4_and_strip_for_clips(tmp_path):
+    """Clip overlays: a frame strip PNG, an animated GIF and an MP4 with one frame per clip frame."""
     import torch
 
     from vizlab.viz.outputs import SampleWriter
@@ -116,8 +116,10 @@ def test_gif_and_strip_for_clips(tmp_path):
     frames = torch.rand(3, 6, 32, 32)
     saliency = torch.rand(6, 32, 32)
     files = SampleWriter(tmp_path).write(0, "clip", frames, saliency, saliency, "test")
-    assert files == ["heatmaps/00000_clip_strip.png", "heatmaps/00000_clip.gif"]
+    assert files == ["heatmaps/00000_clip_strip.png", "heatmaps/00000_clip.gif", "heatmaps/00000_clip.mp4"]
     gif = Image.open(tmp_path / files[1])
     assert gif.n_frames == 6 and gif.size == (32, 32)
+    video = cv2.VideoCapture(str(tmp_path / files[2]))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and int(video.get(cv2.CAP_PROP_FRAME_WIDTH)) == 32
     strip = cv2.imread(str(tmp_path / files[0]))
     assert strip.shape[1] == 6 * 32 + 5 * 2

@@ -49,10 +49,15 @@ def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: i
     shown = [r for r in records if r["files"] and r["files"][0].endswith(".png")][:limit]
     paths = [str(root / r["files"][0]) for r in shown]
     captions = [f"{r['index']} {r['name']}: {r['target_name']}" for r in shown]
+    clips = [(str(root / f), f"{r['index']} {r['name']}: {r['target_name']}")
+             for r in shown for f in r["files"] if f.endswith(".gif")]
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             if paths:
                 logger.log_image(key="heatmaps", images=paths, caption=captions)
+            if clips:
+                logger.log_video(key="heatmap_clips", videos=[c[0] for c in clips], caption=[c[1] for c in clips],
+                                 format=["gif"] * len(clips))
             keys = sorted({k for r in records for k in r["metrics"]})
             columns = ["index", "name", "target", "target_name", "target_prob", "predicted", "seconds", *keys]
             data = [[r["index"], r["name"], r["target"], r["target_name"], r["target_prob"], r["predicted"],

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from vizlab.io import write_bytes_atomic
-from vizlab.viz.overlay import add_caption, clip_overlays, frame_strip, overlay, save_gif, save_png
+from vizlab.viz.overlay import add_caption, clip_overlays, frame_strip, overlay, save_gif, save_mp4, save_png
 
 
 def safe_name(text: str) -> str:
@@ -28,7 +28,7 @@ class SampleWriter:
     """Writes one sample's pictures and arrays under `root`; returns paths relative to `root`.
 
     Images: heatmaps/<index>_<name>.png with a caption bar. Clips: heatmaps/<index>_<name>_strip.png
-    (frames in rows of 8) and heatmaps/<index>_<name>.gif. Maps (when save_maps):
+    (frames in rows of 8), heatmaps/<index>_<name>.gif and .mp4. Maps (when save_maps):
     maps/<index>_<name>_saliency.npy ([0, 1]) and _raw.npy (signed, unnormalised).
     """
 
@@ -56,4 +56,5 @@ class SampleWriter:
         frames = clip_overlays(image.cpu(), saliency, self.power)
         save_png(self.root / "heatmaps" / f"{stem}_strip.png", add_caption(frame_strip(frames), caption))
         save_gif(self.root / "heatmaps" / f"{stem}.gif", frames)
-        return [f"heatmaps/{stem}_strip.png", f"heatmaps/{stem}.gif"]
+        save_mp4(self.root / "heatmaps" / f"{stem}.mp4", frames)
+        return [f"heatmaps/{stem}_strip.png", f"heatmaps/{stem}.gif", f"heatmaps/{stem}.mp4"]

@@ -106,3 +106,27 @@ def save_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0) -
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
                    duration=int(1000 / fps), loop=0)
     return write_bytes_atomic(path, buf.getvalue())
+
+
+def save_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0) -> Path:
+    """Write RGB uint8 frames as an MP4 (OpenCV, codec mp4v), atomically."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    try:
+        if not writer.isOpened():
+            raise RuntimeError("OpenCV could not open an mp4v video writer")
+        for frame in frames:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        writer.release()
+        os.replace(tmp, path)
+    finally:
+        writer.release()
+        Path(tmp).unlink(missing_ok=True)
+    return path
