@@ -37,6 +37,7 @@ test-slow: setup sysdeps  ## only the slow tests
 bench: setup  ## benchmarks against peers and the physical limit (prints tables)
 	$(PY) experiments/bench_gradient_methods.py $(ARGS)
 	$(PY) experiments/bench_metrics.py $(ARGS)
+	$(PY) experiments/bench_video_io.py
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check vizlab tests experiments run.py

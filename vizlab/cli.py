@@ -4,6 +4,8 @@
     vizlab models                    list the model zoo
     vizlab methods                   list methods and their options
     vizlab layers MODEL [FILTER]     list a model's layer names (for method.layer=...)
+    vizlab pack-frames SRC... --out store.sqlite [--format jpg|png]
+                                     pack videos or frame folders into one SQLite frame store
 """
 
 from __future__ import annotations
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     from vizlab.errors import VizlabError
 
+    if argv[:1] == ["pack-frames"]:
+        from vizlab.data.frame_store import pack_main
+
+        sys.exit(pack_main(argv[1:]))
     try:
         if argv[:1] == ["models"]:
             return _print_models()

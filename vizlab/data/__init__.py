@@ -7,17 +7,26 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from vizlab.data.frame_store import FrameStore, pack_frame_store
 from vizlab.data.images import ImageFolder, SampleImages, SingleImage, preprocess, read_image
+from vizlab.data.video import CLIP_DATASETS, FrameFolder, VideoFolder, build_clip_dataset
 from vizlab.errors import ConfigError, unknown_choice
 
-DATASETS = ("samples", "image_folder", "image")
+IMAGE_DATASETS = ("samples", "image_folder", "image")
+DATASETS = (*IMAGE_DATASETS, *CLIP_DATASETS)
 
 
-def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = False) -> Dataset:
-    """Dataset named cfg["name"], resized to the model's `input_size`."""
+def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = False,
+                  frames: int | None = None) -> Dataset:
+    """Dataset named cfg["name"], resized to the model's `input_size` (clips: `frames` long by default)."""
     name = cfg.get("name")
     if name not in DATASETS:
         raise unknown_choice("dataset", str(name), DATASETS)
+    if name in CLIP_DATASETS:
+        if not is_video:
+            raise ConfigError(f"dataset={name} yields clips (3, T, H, W) but the model is an image model; "
+                              "pick a video model (r3d_18, mc3_18, r2plus1d_18, ...).")
+        return build_clip_dataset(cfg, input_size, frames)
     if is_video:
         raise ConfigError(f"dataset={name} yields images but the model is a video model; "
                           "pick a 2-D model or a clip dataset.")
@@ -33,4 +42,5 @@ def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = Fals
     return SingleImage(cfg["path"], input_size, resize)
 
 
-__all__ = ["DATASETS", "ImageFolder", "SampleImages", "SingleImage", "build_dataset", "preprocess", "read_image"]
+__all__ = ["DATASETS", "FrameFolder", "FrameStore", "ImageFolder", "SampleImages", "SingleImage", "VideoFolder",
+           "build_dataset", "pack_frame_store", "preprocess", "read_image"]

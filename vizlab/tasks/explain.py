@@ -98,7 +98,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     check_target(task.get("target"), model)
     if task.batch_size < 1:
         raise ConfigError(f"task.batch_size must be >= 1, got {task.batch_size}.")
-    dataset = build_dataset(cfg.dataset, model.info.input_size, model.info.is_video)
+    dataset = build_dataset(cfg.dataset, model.info.input_size, model.info.is_video, model.info.frames)
     if task.get("max_samples") is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(task.max_samples, len(dataset))))
     has_masks = len(dataset) > 0 and "mask" in dataset[0]
