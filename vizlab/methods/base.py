@@ -98,13 +98,14 @@ def check_input(model: nn.Module, x: torch.Tensor) -> None:
             f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for a single sample."
         )
     first = first_module_of_type(model, (nn.Conv2d, nn.Conv3d))
+    info = getattr(model, "info", None)
     if first is not None:
         name, conv = first
-        want = 5 if isinstance(conv, nn.Conv3d) else 4
+        want = (5 if info.is_video else 4) if info is not None else (5 if isinstance(conv, nn.Conv3d) else 4)
         if x.dim() != want:
             kind = "a clip (N, C, T, H, W)" if want == 5 else "an image (N, C, H, W)"
-            raise InputError(f"This model's first conv ({name}) is {type(conv).__name__}, so it expects "
-                             f"{kind} input; got shape {tuple(x.shape)}.")
+            raise InputError(f"This model expects {kind} input (first conv: {name}, "
+                             f"{type(conv).__name__}); got shape {tuple(x.shape)}.")
         if x.shape[1] != conv.in_channels:
             raise InputError(f"Input has {x.shape[1]} channels but the model's first conv ({name}) "
                              f"expects {conv.in_channels}. Shape given: {tuple(x.shape)}.")

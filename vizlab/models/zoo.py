@@ -17,6 +17,7 @@ from torch import nn
 
 from vizlab.errors import CheckpointError, ConfigError, unknown_choice
 from vizlab.models.class_names import names_for
+from vizlab.models.video3d import video_specs
 from vizlab.models.wrapper import ModelInfo, ZooModel
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -34,6 +35,7 @@ class ModelSpec:
     info: ModelInfo
     dataset: str  # class-name vocabulary: "imagenet", "kinetics400" or "custom"
     has_embedded_weights: bool = False
+    convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None  # checkpoint converter
 
 
 def _torchvision(name: str, video: bool = False, **extra) -> Callable[[int, bool], nn.Module]:
@@ -85,6 +87,7 @@ ZOO: dict[str, ModelSpec] = {
     "r3d_18": ModelSpec(_torchvision("r3d_18", video=True), _video("r3d_18"), "kinetics400"),
     "mc3_18": ModelSpec(_torchvision("mc3_18", video=True), _video("mc3_18"), "kinetics400"),
     "r2plus1d_18": ModelSpec(_torchvision("r2plus1d_18", video=True), _video("r2plus1d_18"), "kinetics400"),
+    **video_specs(),  # i3d, tsm, mfnet, resnet3d_50/101/152, resnext3d_101
 }
 
 
@@ -168,6 +171,8 @@ def load_model(
     if pretrained is None:
         pretrained = spec.has_embedded_weights and checkpoint is None and classes == spec.info.num_classes
     state = read_checkpoint(checkpoint) if checkpoint else None
+    if state is not None and spec.convert is not None:
+        state = spec.convert(state)
     net = spec.builder(classes, bool(pretrained) and state is None)
     if state is not None:
         load_state(net, state, str(checkpoint))
