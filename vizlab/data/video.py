@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import Dataset
 
 from vizlab.errors import ConfigError, InputError, unknown_choice
+from vizlab.naming import natural_key
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -189,11 +190,6 @@ def first_line(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # Names and labels
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key treating digit runs as numbers: frame_2 < frame_10."""
-    return [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", text)]
 
 
 def read_label_csv(path: str | Path) -> dict[str, str]:

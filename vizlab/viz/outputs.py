@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from vizlab.io import write_bytes_atomic
+from vizlab.naming import safe_name
 from vizlab.viz.overlay import add_caption, clip_overlays, frame_strip, overlay, save_gif, save_mp4, save_png
-
-
-def safe_name(text: str) -> str:
-    """A file-name-safe version of a sample name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "sample"
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-import re
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import yaml
 
 from vizlab.errors import ConfigError
 from vizlab.io import write_bytes_atomic
+from vizlab.naming import natural_key
 
 RESULTS = "results.json"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -92,11 +92,6 @@ class Incomplete:
 
 
 # ----------------------------------------------------------------------------- collecting
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key that puts '2_x' before '10_x'."""
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 
 
 def find_results(sweep_dir: str | Path) -> tuple[Path, list[Path]]:
