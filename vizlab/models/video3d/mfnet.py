@@ -43,6 +43,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from vizlab.models.video3d.resnet3d import init_conv3d_bn
+
 STAGES = (3, 4, 6, 3)  # MF units in conv2..conv5
 
 
@@ -108,12 +110,7 @@ class MFNet3D(nn.Module):
         self.tail = nn.Sequential(OrderedDict([("bn", nn.BatchNorm3d(num_in)), ("relu", nn.ReLU())]))
         self.globalpool = nn.Sequential(OrderedDict([("avg", nn.AdaptiveAvgPool3d(1))]))
         self.classifier = nn.Linear(num_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv3d_bn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.maxpool(self.conv1(x))

@@ -112,12 +112,7 @@ class ResNet3d(nn.Module):
         # is the same at the training size and also accepts other sizes.
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(self.inplanes, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv3d_bn(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -149,3 +144,13 @@ def convert_resnet3d_state_dict(state: dict[str, torch.Tensor]) -> dict[str, tor
     for key in [k for k in out if k.endswith(".running_mean")]:
         out.setdefault(key[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0))
     return out
+
+
+def init_conv3d_bn(module: nn.Module) -> None:
+    """Kaiming-normal (fan_out, ReLU) for every Conv3d, ones/zeros for every BatchNorm3d."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
