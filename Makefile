@@ -34,9 +34,9 @@ test: setup sysdeps  ## fast test suite (CPU, < 15 min on 2 cores)
 test-slow: setup sysdeps  ## only the slow tests
 	$(PY) -m pytest -m slow $(ARGS)
 
-bench: setup  ## benchmarks against peers and the physical limit (prints tables)
-	$(PY) experiments/bench_gradient_methods.py $(ARGS)
-	$(PY) experiments/bench_metrics.py $(ARGS)
+bench: setup  ## benchmarks against peers and the physical limit (prints tables; run a script directly for options)
+	$(PY) experiments/bench_gradient_methods.py
+	$(PY) experiments/bench_metrics.py
 	$(PY) experiments/bench_video_io.py
 
 lint: setup  ## ruff
