@@ -33,7 +33,7 @@ def test_zoo_forward_and_default_layer(name):
         model = load_model(name)
     else:
         with pytest.warns(UserWarning, match="random weights"):
-            model = load_model(name)
+            model = load_model(name, pretrained=False)
     info = model.info
     shape = (1, 3, info.frames, 64, 64) if info.is_video else (1, 3, info.input_size, info.input_size)
     with torch.no_grad():

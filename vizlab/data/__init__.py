@@ -9,10 +9,11 @@ from torch.utils.data import Dataset
 
 from vizlab.data.frame_store import FrameStore, pack_frame_store
 from vizlab.data.images import ImageFolder, SampleImages, SingleImage, preprocess, read_image
+from vizlab.data.synthetic_shapes import SyntheticShapes, build_synthetic_shapes
 from vizlab.data.video import CLIP_DATASETS, FrameFolder, VideoFolder, build_clip_dataset
 from vizlab.errors import ConfigError, unknown_choice
 
-IMAGE_DATASETS = ("samples", "image_folder", "image")
+IMAGE_DATASETS = ("samples", "image_folder", "image", "synthetic_shapes")
 DATASETS = (*IMAGE_DATASETS, *CLIP_DATASETS)
 
 
@@ -30,6 +31,8 @@ def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = Fals
     if is_video:
         raise ConfigError(f"dataset={name} yields images but the model is a video model; "
                           "pick a 2-D model or a clip dataset.")
+    if name == "synthetic_shapes":
+        return build_synthetic_shapes(cfg, input_size)
     resize = cfg.get("resize", "squash")
     if name == "samples":
         return SampleImages(input_size, list(cfg.get("images") or []), resize)
@@ -42,5 +45,6 @@ def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = Fals
     return SingleImage(cfg["path"], input_size, resize)
 
 
-__all__ = ["DATASETS", "FrameFolder", "FrameStore", "ImageFolder", "SampleImages", "SingleImage", "VideoFolder",
+__all__ = ["DATASETS", "FrameFolder", "FrameStore", "ImageFolder", "SampleImages", "SingleImage", "SyntheticShapes",
+           "VideoFolder",
            "build_dataset", "pack_frame_store", "preprocess", "read_image"]

@@ -179,7 +179,8 @@ def load_model(
     elif not pretrained:
         warnings.warn(f"{name}: no checkpoint given, using random weights (set model.checkpoint=PATH).",
                       stacklevel=2)
-    info = replace(spec.info, num_classes=classes, class_names=names_for(classes, spec.dataset))
+    names = names_for(classes, spec.dataset) or (tuple(spec.info.class_names) if classes == spec.info.num_classes else ())
+    info = replace(spec.info, num_classes=classes, class_names=names)
     model = ZooModel(net, info).eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)

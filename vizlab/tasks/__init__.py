@@ -17,8 +17,9 @@ from omegaconf import DictConfig
 from vizlab.errors import VizlabError, unknown_choice
 from vizlab.tasks.explain import run_explain
 from vizlab.tasks.report import run_report
+from vizlab.tasks.train import run_train
 
-TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain, "report": run_report}
+TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain, "report": run_report, "train": run_train}
 
 
 def hydra_job() -> tuple[Path, str] | None:
