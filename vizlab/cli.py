@@ -22,7 +22,12 @@ def _print_models() -> None:
     for name, spec in sorted(ZOO.items()):
         i = spec.info
         kind = f"video T={i.frames}" if i.is_video else "image"
-        weights = "embedded ImageNet weights" if spec.has_embedded_weights else "random init or model.checkpoint"
+        if spec.dataset == "custom":
+            weights = "trained by vizlab (python run.py task=train), cached"
+        elif spec.has_embedded_weights:
+            weights = "embedded ImageNet weights"
+        else:
+            weights = "random init or model.checkpoint"
         print(f"{name:20s} {kind:12s} {i.input_size:4d}px  layer={i.default_layer:12s} {weights}")
 
 
