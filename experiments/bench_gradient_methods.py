@@ -37,22 +37,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
-from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from bench_common import IMAGE_NAMES, cpu_model, load_images, pick_device, predicted_targets, synchronize
 from torch import nn
 
 import vizlab
 
-IMAGE_NAMES = ("chelsea", "coffee", "astronaut", "rocket")
 IG_CHUNK = 32  # rows per forward + backward inside both IG implementations (and the IG limit)
 GOAL_VS_FWD_BWD = 1.15
 
@@ -77,23 +74,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        print("warning: --device cuda requested but CUDA is not available; using cpu")
-        return torch.device("cpu")
-    return torch.device(requested)
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else platform's best guess."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
 def environment_line(args: argparse.Namespace, device: torch.device) -> str:
     import captum
 
@@ -107,30 +87,7 @@ def environment_line(args: argparse.Namespace, device: torch.device) -> str:
 
 
 # --- inputs ------------------------------------------------------------------------------------
-def load_images(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """(n, 3, size, size) in [0, 1]: the skimage sample photos repeated to n, bilinear + antialias."""
-    from skimage import data
-
-    photos = []
-    for name in IMAGE_NAMES:
-        arr = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255
-        photos.append(F.interpolate(arr, size=(size, size), mode="bilinear", antialias=True,
-                                    align_corners=False).clamp(0, 1))
-    batch = torch.cat([photos[i % len(photos)] for i in range(n)])
-    return batch.to(device)
-
-
-def predicted_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
-
-
 # --- timing ------------------------------------------------------------------------------------
-def synchronize(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_call(fn: Callable[[], object], repeats: int, warmup: int,
               device: torch.device | None = None) -> float:
     """Median wall time of `fn()` in seconds over `repeats` calls, after `warmup` untimed calls."""

@@ -47,22 +47,20 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_common import IMAGE_NAMES, cpu_model, load_average, load_images, pick_device, predicted_targets, synchronize
 from torch import nn
 
 import vizlab
 from vizlab.metrics.deletion_insertion import DeletionInsertion
 
-IMAGE_NAMES = ("chelsea", "coffee", "astronaut", "rocket")
 MODES = ("deletion", "insertion")
 DELETION_SUBSTRATE = "normalized_zeros"  # RISE: torch.zeros_like on the normalised tensor
 INSERTION_SUBSTRATE = "blur"             # RISE: gkern(11, 5), zero padding
@@ -101,27 +99,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def pick_device(requested: str) -> torch.device:
-    if requested == "cuda" and not torch.cuda.is_available():
-        print("warning: --device cuda requested but CUDA is not available; using cpu")
-        return torch.device("cpu")
-    return torch.device(requested)
-
-
-def cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo, else platform's best guess."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
-
-
-def load_average() -> str:
-    return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-
-
 def environment_line(args: argparse.Namespace, device: torch.device) -> str:
     dev = str(device)
     if device.type == "cuda":
@@ -139,33 +116,11 @@ def environment_line(args: argparse.Namespace, device: torch.device) -> str:
 
 
 # --- inputs ------------------------------------------------------------------------------------
-def load_images(n: int, size: int, device: torch.device) -> torch.Tensor:
-    """(n, 3, size, size) in [0, 1]: the skimage sample photos repeated to n, bilinear + antialias."""
-    from skimage import data
-
-    photos = []
-    for name in IMAGE_NAMES:
-        arr = torch.from_numpy(getattr(data, name)()).permute(2, 0, 1)[None].float() / 255
-        photos.append(F.interpolate(arr, size=(size, size), mode="bilinear", antialias=True,
-                                    align_corners=False).clamp(0, 1))
-    return torch.cat([photos[i % len(photos)] for i in range(n)]).to(device)
-
-
-def predicted_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(1)
-
-
 # --- timing and counting -----------------------------------------------------------------------
 @dataclass
 class Timing:
     wall: float  # seconds
     cpu: float   # process CPU seconds (all threads)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def timed(fn: Callable[[], object], device: torch.device) -> tuple[Timing, object]:
