@@ -55,3 +55,7 @@ def synchronize(device: torch.device | None) -> None:
 
 def load_average() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"

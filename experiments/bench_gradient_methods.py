@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 import torch
-from bench_common import IMAGE_NAMES, cpu_model, load_images, pick_device, predicted_targets, synchronize
+from bench_common import IMAGE_NAMES, cpu_model, load_images, pick_device, predicted_targets, synchronize, verdict
 from torch import nn
 
 import vizlab
@@ -264,10 +264,6 @@ def markdown_table(rows: list[Row], n: int) -> str:
         lines.append(f"| {r.method} | {r.seconds * 1e3:.1f} | {n / r.seconds:.1f} | {r.seconds / r.limit:.2f} | "
                      f"{r.seconds / r.fwd_bwd:.2f} | {r.peers} |")
     return "\n".join(lines)
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 # --- main --------------------------------------------------------------------------------------

@@ -55,7 +55,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_common import IMAGE_NAMES, cpu_model, load_average, load_images, pick_device, predicted_targets, synchronize
+from bench_common import (
+    IMAGE_NAMES,
+    cpu_model,
+    load_average,
+    load_images,
+    pick_device,
+    predicted_targets,
+    synchronize,
+    verdict,
+)
 from torch import nn
 
 import vizlab
@@ -304,10 +313,6 @@ def markdown_table(rows: list[Row], n: int) -> str:
         lines.append(f"| {r.name} | {r.modes} | {r.forwards} | {r.seconds:.2f} | {r.seconds / n:.3f} | "
                      f"{r.seconds / r.limit:.2f} |")
     return "\n".join(lines)
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def forwards_text(rows: int, calls: int, sizes: str) -> str:

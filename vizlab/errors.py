@@ -38,3 +38,11 @@ def unknown_choice(kind: str, name: str, choices: Iterable[str]) -> ConfigError:
     return ConfigError(
         f"Unknown {kind} {name!r}.{suggest(name, choices)} Valid choices: {', '.join(choices)}."
     )
+
+
+def no_embedded_weights(name: str, checkpoint_hint: str) -> CheckpointError:
+    """The error for pretrained=True on a model whose weights vizlab does not ship."""
+    return CheckpointError(
+        f"{name} has no embedded weights and vizlab never downloads them. "
+        f"Pass model.checkpoint={checkpoint_hint} or model.pretrained=false for random init."
+    )

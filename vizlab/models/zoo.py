@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vizlab.errors import CheckpointError, ConfigError, unknown_choice
+from vizlab.errors import CheckpointError, ConfigError, no_embedded_weights, unknown_choice
 from vizlab.models.class_names import names_for
 from vizlab.models.video3d import video_specs
 from vizlab.models.wrapper import ModelInfo, ZooModel
@@ -41,11 +41,7 @@ class ModelSpec:
 def _torchvision(name: str, video: bool = False, **extra) -> Callable[[int, bool], nn.Module]:
     def build(num_classes: int, pretrained: bool) -> nn.Module:
         if pretrained:
-            raise CheckpointError(
-                f"{name} has no embedded weights and vizlab never downloads them. "
-                f"Pass model.checkpoint=/path/to/{name}.pth (a torchvision state dict) or "
-                "model.pretrained=false for random init."
-            )
+            raise no_embedded_weights(name, f"/path/to/{name}.pth (a torchvision state dict)")
         import torchvision.models as tvm
         import torchvision.models.video as tvv
 

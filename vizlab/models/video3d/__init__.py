@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from vizlab.errors import CheckpointError
+from vizlab.errors import no_embedded_weights
 from vizlab.models.video3d.i3d import InceptionI3d, convert_i3d_state_dict
 from vizlab.models.video3d.mfnet import MFNet3D, convert_mfnet_state_dict
 from vizlab.models.video3d.resnet3d import convert_resnet3d_state_dict, resnet3d, resnext3d
@@ -75,11 +75,7 @@ CONVERTERS: dict[str, Callable[[StateDict], StateDict]] = {
 def _builder(name: str, make: Callable[[int], nn.Module]) -> Callable[[int, bool], nn.Module]:
     def build(num_classes: int, pretrained: bool) -> nn.Module:
         if pretrained:
-            raise CheckpointError(
-                f"{name} has no embedded weights and vizlab never downloads them. "
-                f"Pass model.checkpoint=/path/to/file ({_SOURCES[name]}) or model.pretrained=false "
-                "for random init."
-            )
+            raise no_embedded_weights(name, f"/path/to/file ({_SOURCES[name]})")
         return make(num_classes)
 
     build.__name__ = build.__qualname__ = f"build_{name}"
