@@ -67,3 +67,43 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.Comp
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
     env["PATH"] = f"{Path(PYTHON).parent}:{env['PATH']}"
     return subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --- synthetic models trained once per test session --------------------------------------------------
+
+def _train_synthetic(task: str, cache: Path, out_dir: Path) -> dict:
+    """Run `task` (train / train_motion) with its default config into `cache`; return the results summary."""
+    from hydra import compose, initialize_config_dir
+
+    from vizlab.tasks.train import run_train
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"task={task}", "logger=none"])
+    old = os.environ.get("VIZLAB_CACHE")
+    os.environ["VIZLAB_CACHE"] = str(cache)
+    try:
+        return run_train(cfg, out_dir)["summary"]
+    finally:
+        if old is None:
+            os.environ.pop("VIZLAB_CACHE", None)
+        else:
+            os.environ["VIZLAB_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory) -> Path:
+    """A session-wide model cache directory for the trained synthetic models."""
+    return tmp_path_factory.mktemp("vizlab-cache")
+
+
+@pytest.fixture(scope="session")
+def trained_shapes_cnn(synthetic_cache, tmp_path_factory) -> dict:
+    """shapes_cnn trained by the default `task=train` (about a minute); the task's results summary.
+    Tests that load it set VIZLAB_CACHE to `synthetic_cache` (monkeypatch.setenv)."""
+    return _train_synthetic("train", synthetic_cache, tmp_path_factory.mktemp("train-shapes"))
+
+
+@pytest.fixture(scope="session")
+def trained_motion_cnn(synthetic_cache, tmp_path_factory) -> dict:
+    """motion_cnn trained by the default `task=train_motion` (a few minutes); the results summary."""
+    return _train_synthetic("train_motion", synthetic_cache, tmp_path_factory.mktemp("train-motion"))

@@ -135,7 +135,7 @@ def test_missing_checkpoint_says_how_to_train(shapes_zoo):
 def test_train_config_errors(shapes_zoo, tmp_path):
     from vizlab.tasks.train import run_train
 
-    with pytest.raises(ConfigError, match="trains model=shapes_cnn only"):
+    with pytest.raises(ConfigError, match="trains vizlab's synthetic models only"):
         run_train(compose("model=resnet18"), tmp_path)
     with pytest.raises(ConfigError, match="task.epochs must be an integer >= 1"):
         run_train(compose("task.epochs=0"), tmp_path)
@@ -169,14 +169,15 @@ def test_train_pipeline_small(shapes_zoo, tmp_path):
     assert not again["summary"]["trained"] and again["summary"]["val_acc"] == summary["val_acc"]
 
 
-def test_trained_shapes_cnn_is_accurate_and_gradcam_points_at_the_object(shapes_zoo, tmp_path):
+def test_trained_shapes_cnn_is_accurate_and_gradcam_points_at_the_object(trained_shapes_cnn, synthetic_cache,
+                                                                          monkeypatch):
     """The default task=train config (about a minute on 2 idle CPU cores): >= 95% val accuracy;
     Grad-CAM's peak lies on the object (within TOLERANCE px) for >= 90% of 200 fresh images."""
     import vizlab
-    from vizlab.tasks.train import run_train
 
-    results = run_train(compose(), tmp_path / "run")
-    assert results["summary"]["val_acc"] >= 0.95, results["summary"]
+    monkeypatch.setitem(ZOO, "shapes_cnn", SHAPES_CNN_SPEC)
+    monkeypatch.setenv("VIZLAB_CACHE", str(synthetic_cache))
+    assert trained_shapes_cnn["val_acc"] >= 0.95, trained_shapes_cnn
 
     model = load_model("shapes_cnn")
     assert isinstance(model.net, ShapesCNN) and model.class_name(3) == "cross"

@@ -22,7 +22,9 @@ def _print_models() -> None:
     for name, spec in sorted(ZOO.items()):
         i = spec.info
         kind = f"video T={i.frames}" if i.is_video else "image"
-        if spec.dataset == "custom":
+        if name.startswith("hrcam_"):
+            weights = "trained by vizlab (task=train_half, then task=train_full), cached"
+        elif spec.dataset == "custom":
             weights = "trained by vizlab (python run.py task=train), cached"
         elif spec.has_embedded_weights:
             weights = "embedded ImageNet weights"

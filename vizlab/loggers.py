@@ -71,6 +71,23 @@ def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: i
                 logger.experiment.add_image("heatmaps", image, step, dataformats="HWC")
 
 
+def log_images(loggers: list, key: str, images: list, captions: list[str] | None = None,
+               step: int | None = None) -> None:
+    """Log uint8 RGB arrays (H, W, 3) as pictures under `key`: W&B images, TensorBoard images
+    (`key/i`); loggers without image support (CSV) are skipped."""
+    from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
+
+    if not images:
+        return
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=list(images), step=step,
+                             **({"caption": list(captions)} if captions else {}))
+        elif isinstance(logger, TensorBoardLogger):
+            for i, image in enumerate(images):
+                logger.experiment.add_image(f"{key}/{i}", image, step or 0, dataformats="HWC")
+
+
 def finish_loggers(loggers: list) -> None:
     """Close W&B runs so their files are complete on disk."""
     for logger in loggers:

@@ -9,12 +9,14 @@ from torch.utils.data import Dataset
 
 from vizlab.data.frame_store import FrameStore, pack_frame_store
 from vizlab.data.images import ImageFolder, SampleImages, SingleImage, preprocess, read_image
+from vizlab.data.synthetic_motion import SyntheticMotion, build_synthetic_motion
 from vizlab.data.synthetic_shapes import SyntheticShapes, build_synthetic_shapes
 from vizlab.data.video import CLIP_DATASETS, FrameFolder, VideoFolder, build_clip_dataset
 from vizlab.errors import ConfigError, unknown_choice
 
 IMAGE_DATASETS = ("samples", "image_folder", "image", "synthetic_shapes")
-DATASETS = (*IMAGE_DATASETS, *CLIP_DATASETS)
+VIDEO_DATASETS = (*CLIP_DATASETS, "synthetic_motion")
+DATASETS = (*IMAGE_DATASETS, *VIDEO_DATASETS)
 
 
 def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = False,
@@ -23,10 +25,12 @@ def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = Fals
     name = cfg.get("name")
     if name not in DATASETS:
         raise unknown_choice("dataset", str(name), DATASETS)
-    if name in CLIP_DATASETS:
+    if name in VIDEO_DATASETS:
         if not is_video:
             raise ConfigError(f"dataset={name} yields clips (3, T, H, W) but the model is an image model; "
-                              "pick a video model (r3d_18, mc3_18, r2plus1d_18, ...).")
+                              "pick a video model (r3d_18, mc3_18, r2plus1d_18, motion_cnn, ...).")
+        if name == "synthetic_motion":
+            return build_synthetic_motion(cfg, input_size, frames)
         return build_clip_dataset(cfg, input_size, frames)
     if is_video:
         raise ConfigError(f"dataset={name} yields images but the model is a video model; "
@@ -45,6 +49,7 @@ def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = Fals
     return SingleImage(cfg["path"], input_size, resize)
 
 
-__all__ = ["DATASETS", "FrameFolder", "FrameStore", "ImageFolder", "SampleImages", "SingleImage", "SyntheticShapes",
+__all__ = ["DATASETS", "FrameFolder", "FrameStore", "ImageFolder", "SampleImages", "SingleImage", "SyntheticMotion",
+           "SyntheticShapes", "VIDEO_DATASETS",
            "VideoFolder",
            "build_dataset", "pack_frame_store", "preprocess", "read_image"]

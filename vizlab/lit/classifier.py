@@ -1,8 +1,8 @@
 """`ClassifierModule`: train any classifier network with cross-entropy under Lightning.
 
-Batches are dicts {"image": (N, 3, H, W) in [0, 1] (float or uint8), "label": (N,) long}; the
-module normalises them with (x - mean) / std, as `ZooModel.normalize` does at explain time, so
-the saved `net` state dict drops straight into the zoo.
+Batches are dicts {"image": (N, 3, H, W) or (N, 3, T, H, W) in [0, 1] (float or uint8),
+"label": (N,) long}; the module normalises them with (x - mean) / std, as `ZooModel.normalize`
+does at explain time, so the saved `net` state dict drops straight into the zoo.
 """
 
 from __future__ import annotations
@@ -44,15 +44,16 @@ class ClassifierModule(pl.LightningModule):
             raise ConfigError(f"task.lr must be > 0, got {lr}.")
         self.save_hyperparameters(ignore=["net"])
         self.net = net
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32), persistent=False)
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) uint8 or float in [0, 1] → normalised float."""
+        """(N, 3, H, W) images or (N, 3, T, H, W) clips, uint8 or float in [0, 1] → normalised float."""
         x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
-        return (x - self.mean) / self.std
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - self.mean.view(shape)) / self.std.view(shape)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(self.normalize(images))
@@ -63,8 +64,9 @@ class ClassifierModule(pl.LightningModule):
             n = x.shape[0]
             h = torch.rand(n, device=x.device) < 0.5
             v = torch.rand(n, device=x.device) < 0.5
-            x = torch.where(h.view(-1, 1, 1, 1), x.flip(3), x)
-            x = torch.where(v.view(-1, 1, 1, 1), x.flip(2), x)
+            per_sample = (-1,) + (1,) * (x.dim() - 1)
+            x = torch.where(h.view(per_sample), x.flip(-1), x)
+            x = torch.where(v.view(per_sample), x.flip(-2), x)
         logits = self.net(x)
         loss = F.cross_entropy(logits, y)
         self.train_acc(logits, y)
@@ -90,7 +92,11 @@ class ClassifierModule(pl.LightningModule):
             return opt
         steps = int(self.trainer.estimated_stepping_batches)
         if hp.schedule == "onecycle":
-            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps, pct_start=0.25)
+            if steps < 4:  # too short for a warm-up phase: constant learning rate
+                return opt
+            # at least two warm-up steps, or OneCycleLR divides by a zero-length phase
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp.lr, total_steps=steps,
+                                                        pct_start=max(0.25, 2.5 / steps))
         else:
             sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

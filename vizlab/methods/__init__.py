@@ -15,10 +15,12 @@ from vizlab.errors import ConfigError, unknown_choice
 from vizlab.methods.base import AttributionMethod, Explanation
 from vizlab.methods.cam import CAM, GradCAM
 from vizlab.methods.gradients import Gradients, GradientsXInput, IntegratedGradients, SmoothGrad
+from vizlab.methods.hrcam import HRCAM
 
 REGISTRY: dict[str, type[AttributionMethod]] = {
     cls.name: cls for cls in (CAM, GradCAM, Gradients, GradientsXInput, IntegratedGradients, SmoothGrad)
 }
+REGISTRY[HRCAM.name] = HRCAM
 
 
 def register(cls: type[AttributionMethod]) -> type[AttributionMethod]:
@@ -48,5 +50,5 @@ def build(name: str, model: nn.Module, **options: Any) -> AttributionMethod:
     return REGISTRY[name](model, **options)
 
 
-__all__ = ["CAM", "REGISTRY", "AttributionMethod", "Explanation", "GradCAM", "Gradients", "GradientsXInput",
+__all__ = ["CAM", "HRCAM", "REGISTRY", "AttributionMethod", "Explanation", "GradCAM", "Gradients", "GradientsXInput",
            "IntegratedGradients", "SmoothGrad", "available_methods", "build", "method_parameters", "register"]

@@ -48,6 +48,8 @@ class AttributionMethod:
     """
 
     name: str = "base"
+    input_dims: int | None = None  # 4: images (N, C, H, W) only · 5: clips (N, C, T, H, W) only · None: both
+    any_model: bool = True         # False: needs a particular network family (e.g. hrcam: an HR-CAM model)
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

@@ -36,6 +36,9 @@ class ModelSpec:
     dataset: str  # class-name vocabulary: "imagenet", "kinetics400" or "custom"
     has_embedded_weights: bool = False
     convert: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None  # checkpoint converter
+    # builds the network from a checkpoint that records its own architecture (HR-CAM models):
+    # from_state(state, num_classes or None, source) -> nn.Module with the state loaded
+    from_state: Callable[[dict[str, torch.Tensor], int | None, str], nn.Module] | None = None
 
 
 def _torchvision(name: str, video: bool = False, **extra) -> Callable[[int, bool], nn.Module]:
@@ -169,14 +172,20 @@ def load_model(
     state = read_checkpoint(checkpoint) if checkpoint else None
     if state is not None and spec.convert is not None:
         state = spec.convert(state)
-    net = spec.builder(classes, bool(pretrained) and state is None)
-    if state is not None:
-        load_state(net, state, str(checkpoint))
-    elif not pretrained:
-        warnings.warn(f"{name}: no checkpoint given, using random weights (set model.checkpoint=PATH).",
-                      stacklevel=2)
-    names = names_for(classes, spec.dataset) or (tuple(spec.info.class_names) if classes == spec.info.num_classes else ())
-    info = replace(spec.info, num_classes=classes, class_names=names)
+    if state is not None and spec.from_state is not None:
+        net = spec.from_state(state, num_classes, str(checkpoint))
+    else:
+        net = spec.builder(classes, bool(pretrained) and state is None)
+        if state is not None:
+            load_state(net, state, str(checkpoint))
+        elif not pretrained:
+            warnings.warn(f"{name}: no checkpoint given, using random weights (set model.checkpoint=PATH).",
+                          stacklevel=2)
+    decided = dict(getattr(net, "zoo_info", None) or {})  # facts a self-describing checkpoint fixes
+    classes = decided.pop("num_classes", classes)
+    names = (tuple(decided.pop("class_names", ())) or names_for(classes, spec.dataset)
+             or (tuple(spec.info.class_names) if classes == spec.info.num_classes else ()))
+    info = replace(spec.info, num_classes=classes, class_names=names, **decided)
     model = ZooModel(net, info).eval().to(device)
     for p in model.parameters():
         p.requires_grad_(False)

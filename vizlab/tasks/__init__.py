@@ -15,11 +15,15 @@ from typing import Any
 from omegaconf import DictConfig
 
 from vizlab.errors import VizlabError, unknown_choice
+from vizlab.tasks.evaluate_classifier import run_evaluate_classifier
 from vizlab.tasks.explain import run_explain
 from vizlab.tasks.report import run_report
 from vizlab.tasks.train import run_train
+from vizlab.tasks.train_hrcam import run_train_full, run_train_half
 
 TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain, "report": run_report, "train": run_train}
+TASKS.update({"train_half": run_train_half, "train_full": run_train_full,
+              "evaluate_classifier": run_evaluate_classifier})
 
 
 def hydra_job() -> tuple[Path, str] | None:
@@ -33,10 +37,15 @@ def hydra_job() -> tuple[Path, str] | None:
         return None
 
 
-def remove_run_outputs(out_dir: Path, job_name: str | None, before: set[str], stop_at: Path | None = None) -> None:
+RESUMABLE = frozenset({"checkpoints"})  # kept (with .hydra/) when a run is interrupted: task.resume needs them
+
+
+def remove_run_outputs(out_dir: Path, job_name: str | None, before: set[str], stop_at: Path | None = None,
+                       keep: frozenset[str] = frozenset()) -> None:
     """Delete what a failed run wrote into its Hydra job directory: every entry that was not there
     when the task started, plus Hydra's .hydra/ and job log if the directory was fresh; then the
-    directory itself if empty. Entries that were there before (earlier results) are kept.
+    directory itself if empty. Entries that were there before (earlier results) are kept, and so
+    are the entries named in `keep` (with Hydra's files) if the run wrote them.
     Outside Hydra only the staging folder is removed."""
     shutil.rmtree(out_dir / ".staging", ignore_errors=True)
     if job_name is None or not out_dir.is_dir():
@@ -45,6 +54,10 @@ def remove_run_outputs(out_dir: Path, job_name: str | None, before: set[str], st
     doomed = {p.name for p in out_dir.iterdir()} - before
     if before <= hydra_own:
         doomed |= hydra_own
+    if doomed & keep:
+        print(f"vizlab: interrupted; kept {', '.join(sorted(doomed & keep))} in {out_dir} "
+              "(training tasks resume with task.resume=<that dir>/checkpoints/last.ckpt)", file=sys.stderr)
+        doomed -= keep | hydra_own
     for name in doomed:
         entry = out_dir / name
         if entry.is_dir():
@@ -87,7 +100,7 @@ def run_task(cfg: DictConfig) -> dict[str, Any]:
         print(f"vizlab: error: {exc}", file=sys.stderr)
         sys.exit(2)
     except BaseException:
-        remove_run_outputs(out_dir, job_name, before, output_root(cfg))
+        remove_run_outputs(out_dir, job_name, before, output_root(cfg), keep=RESUMABLE)
         raise
     print(f"vizlab: {name} done: {results['summary']['num_samples']} samples → {out_dir}")
     print(f"vizlab: results: {out_dir / 'results.json'}")

@@ -25,3 +25,11 @@ def resolve_device(hardware: DictConfig) -> torch.device:
             raise ConfigError("hardware=gpu but no CUDA device is visible; use hardware=cpu.")
         return torch.device("cuda", 0)
     return torch.device("cpu")
+
+
+def trainer_hardware(hardware: DictConfig) -> dict:
+    """pl.Trainer arguments from the hardware config: accelerator, devices, strategy, precision
+    (hardware.precision, e.g. "16-mixed" on GPUs; default "32-true")."""
+    accel = hardware.get("accelerator", "cpu")
+    return {"accelerator": "gpu" if accel in ("gpu", "cuda") else accel, "devices": hardware.get("devices", 1),
+            "strategy": hardware.get("strategy", "auto"), "precision": hardware.get("precision") or "32-true"}

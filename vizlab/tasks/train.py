@@ -1,11 +1,15 @@
-"""task=train: train `shapes_cnn` on `synthetic_shapes` with Lightning and cache the weights.
+"""task=train / task=train_motion: train a synthetic-data model with Lightning and cache the weights.
+
+| task         | model      | dataset          | data                         | time on 2 CPU cores |
+|--------------|------------|------------------|------------------------------|---------------------|
+| train        | shapes_cnn | synthetic_shapes | 64² images, class = shape    | about a minute      |
+| train_motion | motion_cnn | synthetic_motion | 8×48² clips, class = motion  | about two minutes   |
 
 The trained state dict goes to the cache (`$VIZLAB_CACHE` or `~/.cache/vizlab`, file
-`shapes_cnn.pt`), where `load_model("shapes_cnn")` finds it, and to `<job>/shapes_cnn.pt`.
-If the cache already holds a checkpoint, training is skipped (task.retrain=true retrains) and
-the cached model is only evaluated. results.json: {"task": "train", "summary": {"num_samples":
-num_val, "val_acc", "seconds" (wall, training or loading), "cpu_seconds", "threads", "checkpoint",
-"trained"}, ...}.
+`<model>.pt`), where `load_model(<model>)` finds it, and to `<job>/<model>.pt`. If the cache
+already holds a checkpoint, training is skipped (task.retrain=true retrains) and the cached model
+is only evaluated. results.json: {"task": "train", "summary": {"num_samples": num_val, "val_acc",
+"seconds" (wall, training or loading), "cpu_seconds", "threads", "checkpoint", "trained"}, ...}.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from __future__ import annotations
 import shutil
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +27,50 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from vizlab.data.synthetic_shapes import CLASS_NAMES, make_split
+from vizlab.data.synthetic_motion import CLASS_NAMES as MOTION_CLASSES
+from vizlab.data.synthetic_motion import make_motion_split
+from vizlab.data.synthetic_shapes import CLASS_NAMES as SHAPE_CLASSES
+from vizlab.data.synthetic_shapes import make_split
 from vizlab.errors import ConfigError
 from vizlab.io import write_json_atomic
 from vizlab.lit.classifier import ClassifierModule
-from vizlab.lit.datamodules import ShapesDataModule
+from vizlab.lit.datamodules import TensorSplitDataModule
 from vizlab.loggers import build_loggers, finish_loggers
-from vizlab.models.synthetic import SHAPES_CNN_INFO, ShapesCNN, checkpoint_path, save_state
+from vizlab.models.synthetic import (
+    MOTION_CNN_INFO,
+    SHAPES_CNN_INFO,
+    GapCNN,
+    MotionCNN,
+    ShapesCNN,
+    checkpoint_path,
+    save_state,
+)
+from vizlab.models.wrapper import ModelInfo
 from vizlab.models.zoo import load_state, read_checkpoint
-from vizlab.tasks.common import resolve_device
+from vizlab.tasks.common import resolve_device, trainer_hardware
 
-MODEL, DATASET = "shapes_cnn", "synthetic_shapes"
+Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train one synthetic model: its network, data and augmentation."""
+
+    task: str                                   # the task config that selects this recipe
+    dataset: str
+    info: ModelInfo
+    build: Callable[[], GapCNN]                 # a fresh network
+    split: Callable[[int, int], Split]          # (num_samples, seed) -> (inputs uint8, labels, masks)
+    flips: bool                                 # flips never change the class (shapes yes, motion no)
+
+
+RECIPES: dict[str, Recipe] = {
+    "shapes_cnn": Recipe("train", "synthetic_shapes", SHAPES_CNN_INFO, lambda: ShapesCNN(len(SHAPE_CLASSES)),
+                         lambda n, seed: make_split(n, SHAPES_CNN_INFO.input_size, seed, SHAPE_CLASSES), True),
+    "motion_cnn": Recipe("train_motion", "synthetic_motion", MOTION_CNN_INFO, lambda: MotionCNN(len(MOTION_CLASSES)),
+                         lambda n, seed: make_motion_split(n, MOTION_CNN_INFO.input_size, MOTION_CNN_INFO.frames,
+                                                           seed, MOTION_CLASSES), False),
+}
 
 
 def _positive(task: DictConfig, key: str) -> int:
@@ -41,17 +80,25 @@ def _positive(task: DictConfig, key: str) -> int:
     return value
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Fail before any work on a config task=train cannot run."""
-    if cfg.model.name != MODEL:
-        raise ConfigError(f"task=train trains model={MODEL} only, got model={cfg.model.name}.")
-    if cfg.dataset.name != DATASET:
-        raise ConfigError(f"task=train trains on dataset={DATASET} only, got dataset={cfg.dataset.name}.")
-    size = cfg.dataset.get("size") or SHAPES_CNN_INFO.input_size
-    if size != SHAPES_CNN_INFO.input_size:
-        raise ConfigError(f"{MODEL} is trained at {SHAPES_CNN_INFO.input_size} px; got dataset.size={size}.")
-    if cfg.model.get("num_classes") not in (None, len(CLASS_NAMES)):
-        raise ConfigError(f"{MODEL} has {len(CLASS_NAMES)} classes ({', '.join(CLASS_NAMES)}); "
+def check_config(cfg: DictConfig) -> Recipe:
+    """Fail before any work on a config the training task cannot run; return the model's recipe."""
+    name = cfg.model.name
+    if name not in RECIPES:
+        pairs = ", ".join(f"task={r.task} model={m} dataset={r.dataset}" for m, r in RECIPES.items())
+        raise ConfigError(f"task={cfg.task.name} trains vizlab's synthetic models only ({pairs}); "
+                          f"got model={name}.")
+    recipe = RECIPES[name]
+    info = recipe.info
+    if cfg.dataset.name != recipe.dataset:
+        raise ConfigError(f"model={name} trains on dataset={recipe.dataset} (use task={recipe.task}), "
+                          f"got dataset={cfg.dataset.name}.")
+    size = cfg.dataset.get("size") or info.input_size
+    if size != info.input_size:
+        raise ConfigError(f"{name} is trained at {info.input_size} px; got dataset.size={size}.")
+    if info.frames is not None and (cfg.dataset.get("frames") or info.frames) != info.frames:
+        raise ConfigError(f"{name} is trained on {info.frames}-frame clips; got dataset.frames={cfg.dataset.frames}.")
+    if cfg.model.get("num_classes") not in (None, info.num_classes):
+        raise ConfigError(f"{name} has {info.num_classes} classes ({', '.join(info.class_names)}); "
                           f"got model.num_classes={cfg.model.num_classes}.")
     task = cfg.task
     for key in ("epochs", "batch_size", "num_train", "num_val"):
@@ -60,42 +107,45 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"task.num_train ({task.num_train}) must be >= task.batch_size ({task.batch_size}).")
     if not task.lr > 0:
         raise ConfigError(f"task.lr must be > 0, got {task.lr}.")
+    return recipe
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 500) -> float:
-    """Accuracy of `net` on uint8 images (N, 3, S, S), normalised with shapes_cnn's mean and std."""
+def evaluate(net: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, info: ModelInfo,
+             batch_size: int = 250) -> float:
+    """Accuracy of `net` on uint8 inputs (N, 3, [T,] S, S), normalised with `info`'s mean and std."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    mean = torch.tensor(SHAPES_CNN_INFO.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(SHAPES_CNN_INFO.std, device=device).view(1, -1, 1, 1)
+    shape = (1, -1) + (1,) * (inputs.dim() - 2)
+    mean = torch.tensor(info.mean, device=device).view(shape)
+    std = torch.tensor(info.std, device=device).view(shape)
     correct = 0
-    for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].to(device).float() / 255
+    for i in range(0, len(inputs), batch_size):
+        x = inputs[i:i + batch_size].to(device).float() / 255
         logits = net((x - mean) / std)
         correct += int((logits.argmax(1).cpu() == labels[i:i + batch_size]).sum())
     net.train(was_training)
-    return correct / len(images)
+    return correct / len(inputs)
 
 
-def fit(cfg: DictConfig, out_dir: Path) -> nn.Module:
-    """Train a fresh ShapesCNN with a Lightning Trainer; return the network with the best val/acc."""
-    task, hw = cfg.task, cfg.hardware
-    net = ShapesCNN(len(CLASS_NAMES))
-    module = ClassifierModule(net, len(CLASS_NAMES), lr=float(task.lr),
+def fit(cfg: DictConfig, recipe: Recipe, out_dir: Path) -> GapCNN:
+    """Train a fresh network with a Lightning Trainer; return the one with the best val/acc."""
+    task, hw, info = cfg.task, cfg.hardware, recipe.info
+    net = recipe.build()
+    module = ClassifierModule(net, info.num_classes, lr=float(task.lr),
                               weight_decay=float(task.get("weight_decay", 1e-4)),
                               optimizer=task.get("optimizer", "adamw"), schedule=task.get("schedule", "onecycle"),
-                              mean=SHAPES_CNN_INFO.mean, std=SHAPES_CNN_INFO.std, flips=True)
-    data = ShapesDataModule(task.num_train, task.num_val, SHAPES_CNN_INFO.input_size, task.seed, task.seed + 1,
-                            task.batch_size, CLASS_NAMES, task.get("num_workers", 0))
+                              mean=info.mean, std=info.std, flips=recipe.flips)
+    train, train_labels, _ = recipe.split(task.num_train, task.seed)
+    val, val_labels, _ = recipe.split(task.num_val, task.seed + 1)
+    data = TensorSplitDataModule({"image": train, "label": train_labels}, {"image": val, "label": val_labels},
+                                 task.batch_size, task.get("num_workers", 0))
     checkpoint = pl.callbacks.ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="epoch{epoch:02d}",
                                               monitor="val/acc", mode="max", save_top_k=1,
                                               auto_insert_metric_name=False)
-    loggers = build_loggers(cfg.logger, out_dir, f"train-{MODEL}", OmegaConf.to_container(cfg, resolve=True))
-    accelerator = "gpu" if hw.get("accelerator") in ("gpu", "cuda") else hw.get("accelerator", "cpu")
-    trainer = pl.Trainer(accelerator=accelerator, devices=hw.get("devices", 1), strategy=hw.get("strategy", "auto"),
-                         max_epochs=task.epochs, logger=loggers or False, callbacks=[checkpoint],
+    loggers = build_loggers(cfg.logger, out_dir, f"train-{info.name}", OmegaConf.to_container(cfg, resolve=True))
+    trainer = pl.Trainer(**trainer_hardware(hw), max_epochs=task.epochs, logger=loggers or False, callbacks=[checkpoint],
                          enable_progress_bar=True, enable_model_summary=False, num_sanity_val_steps=0,
                          default_root_dir=str(out_dir), deterministic=False)
     try:
@@ -112,32 +162,33 @@ def fit(cfg: DictConfig, out_dir: Path) -> nn.Module:
 
 
 def run_train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
-    """Run task=train with config `cfg`, writing into `out_dir`. Returns the results dict."""
-    check_config(cfg)
-    task = cfg.task
+    """Run task=train / train_motion with config `cfg`, writing into `out_dir`. Returns the results dict."""
+    recipe = check_config(cfg)
+    task, info = cfg.task, recipe.info
+    name = info.name
     resolve_device(cfg.hardware)  # validates hardware.accelerator, applies hardware.threads
     pl.seed_everything(task.seed, verbose=False)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cache = checkpoint_path()
+    cache = checkpoint_path(name)
     start, cpu_start = time.perf_counter(), time.process_time()
     trained = bool(task.get("retrain", False)) or not cache.is_file()
     if trained:
-        net = fit(cfg, out_dir)
+        net = fit(cfg, recipe, out_dir)
         save_state(net, cache)
-        save_state(net, out_dir / f"{MODEL}.pt")
+        save_state(net, out_dir / f"{name}.pt")
     else:
-        print(f"vizlab: using the cached {MODEL} at {cache} (task.retrain=true trains again).")
-        net = ShapesCNN(len(CLASS_NAMES)).eval()
+        print(f"vizlab: using the cached {name} at {cache} (task.retrain=true trains again).")
+        net = recipe.build().eval()
         load_state(net, read_checkpoint(cache), str(cache))
-        shutil.copyfile(cache, out_dir / f"{MODEL}.pt")
+        shutil.copyfile(cache, out_dir / f"{name}.pt")
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    images, labels, _ = make_split(task.num_val, SHAPES_CNN_INFO.input_size, task.seed + 1, CLASS_NAMES)
-    val_acc = evaluate(net, images, labels)
+    inputs, labels, _ = recipe.split(task.num_val, task.seed + 1)
+    val_acc = evaluate(net, inputs, labels, info)
     results = {
         "task": "train",
-        "model": {"name": MODEL, "num_classes": len(CLASS_NAMES), "class_names": list(CLASS_NAMES),
-                  "input_size": SHAPES_CNN_INFO.input_size},
+        "model": {"name": name, "num_classes": info.num_classes, "class_names": list(info.class_names),
+                  "input_size": info.input_size, "frames": info.frames},
         "config": OmegaConf.to_container(task, resolve=True),
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "summary": {"num_samples": int(task.num_val), "val_acc": val_acc, "seconds": seconds,
@@ -145,6 +196,6 @@ def run_train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                     "trained": trained},
     }
     write_json_atomic(out_dir / "results.json", results)
-    print(f"vizlab: {MODEL} val accuracy {val_acc:.4f} on {task.num_val} images "
-          f"({'trained' if trained else 'cached'}, {seconds:.1f} s) → {cache}")
+    print(f"vizlab: {name} val accuracy {val_acc:.4f} on {task.num_val} "
+          f"{'clips' if info.frames else 'images'} ({'trained' if trained else 'cached'}, {seconds:.1f} s) → {cache}")
     return results
