@@ -38,6 +38,7 @@ bench: setup  ## benchmarks against peers and the physical limit (prints tables;
 	$(PY) experiments/bench_gradient_methods.py
 	$(PY) experiments/bench_metrics.py
 	$(PY) experiments/bench_video_io.py
+	$(PY) experiments/bench_perturbation.py
 	$(PY) experiments/bench_hrcam.py
 
 lint: setup  ## ruff

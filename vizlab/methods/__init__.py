@@ -14,12 +14,15 @@ from torch import nn
 from vizlab.errors import ConfigError, unknown_choice
 from vizlab.methods.base import AttributionMethod, Explanation
 from vizlab.methods.cam import CAM, GradCAM
+from vizlab.methods.extremal import ExtremalPerturbation
 from vizlab.methods.gradients import Gradients, GradientsXInput, IntegratedGradients, SmoothGrad
 from vizlab.methods.hrcam import HRCAM
+from vizlab.methods.video_perturbation import EP2D, EP3D, STEP
 
 REGISTRY: dict[str, type[AttributionMethod]] = {
     cls.name: cls for cls in (CAM, GradCAM, Gradients, GradientsXInput, IntegratedGradients, SmoothGrad)
 }
+REGISTRY.update({cls.name: cls for cls in (ExtremalPerturbation, EP2D, EP3D, STEP)})
 REGISTRY[HRCAM.name] = HRCAM
 
 
@@ -52,3 +55,4 @@ def build(name: str, model: nn.Module, **options: Any) -> AttributionMethod:
 
 __all__ = ["CAM", "HRCAM", "REGISTRY", "AttributionMethod", "Explanation", "GradCAM", "Gradients", "GradientsXInput",
            "IntegratedGradients", "SmoothGrad", "available_methods", "build", "method_parameters", "register"]
+__all__ += ["EP2D", "EP3D", "STEP", "ExtremalPerturbation"]

@@ -1,0 +1,16 @@
+"""Building blocks of the extremal-perturbation family (image EP, 2D-EP, 3D-EP, STEP).
+
+pyramid.py         perturbation pyramids (blur / fade) and their per-pixel interpolation
+mask_generator.py  TorchRay's smooth mask generator (parameters → smooth masks)
+objectives.py      rewards, the area regulariser, STEP's core (smoothness) term
+optimise.py        the batched SGD loop: samples × areas in one forward/backward per iteration
+method.py          the shared AttributionMethod (options, targets, result object)
+"""
+
+from vizlab.methods.perturbation.mask_generator import MaskGenerator
+from vizlab.methods.perturbation.objectives import CoreLoss, area_loss, core_kernel, core_topk, reward_loss
+from vizlab.methods.perturbation.optimise import EarlyStopping, OptimisationResult, Schedule, optimise_masks
+from vizlab.methods.perturbation.pyramid import PerturbationPyramid, gaussian_blur
+
+__all__ = ["CoreLoss", "EarlyStopping", "MaskGenerator", "OptimisationResult", "PerturbationPyramid", "Schedule",
+           "area_loss", "core_kernel", "core_topk", "gaussian_blur", "optimise_masks", "reward_loss"]
