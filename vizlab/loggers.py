@@ -42,8 +42,22 @@ def build_loggers(cfg: DictConfig, out_dir: Path, run_name: str, config: dict[st
     return [logger]
 
 
-def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: int = 32) -> None:
-    """Overlays (first `limit` PNGs) and the per-sample table to W&B; overlays to TensorBoard."""
+def flat_details(details: dict[str, Any]) -> dict[str, Any]:
+    """A record's "details" as scalar columns: lists become name[0], name[1], ..."""
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        if isinstance(value, (list, tuple)):
+            out.update({f"{key}[{i}]": v for i, v in enumerate(value)})
+        else:
+            out[key] = value
+    return out
+
+
+def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: int = 32,
+              curves: dict[str, list[float | None]] | None = None) -> None:
+    """To W&B: overlays (first `limit` PNGs), clip GIFs as videos, method figures (figures/<name>),
+    the per-sample table (metrics and method details as columns) and the mean optimisation curves
+    (curves/<name> against curves/iteration). To TensorBoard: overlays, figures and curves."""
     from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
     shown = [r for r in records if r["files"] and r["files"][0].endswith(".png")][:limit]
@@ -51,6 +65,12 @@ def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: i
     captions = [f"{r['index']} {r['name']}: {r['target_name']}" for r in shown]
     clips = [(str(root / f), f"{r['index']} {r['name']}: {r['target_name']}")
              for r in shown for f in r["files"] if f.endswith(".gif")]
+    figures: dict[str, list[tuple[str, str]]] = {}
+    for r in records:
+        for name, rel in (r.get("figures") or {}).items():
+            if len(figures.setdefault(name, [])) < limit:
+                figures[name].append((str(root / rel), f"{r['index']} {r['name']}: {r['target_name']}"))
+    curves = {k: v for k, v in (curves or {}).items() if v}
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             if paths:
@@ -58,17 +78,43 @@ def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: i
             if clips:
                 logger.log_video(key="heatmap_clips", videos=[c[0] for c in clips], caption=[c[1] for c in clips],
                                  format=["gif"] * len(clips))
+            for name, shown_figures in figures.items():
+                logger.log_image(key=f"figures/{name}", images=[f[0] for f in shown_figures],
+                                 caption=[f[1] for f in shown_figures])
+            details = [flat_details(r.get("details") or {}) for r in records]
             keys = sorted({k for r in records for k in r["metrics"]})
-            columns = ["index", "name", "target", "target_name", "target_prob", "predicted", "seconds", *keys]
+            extra = sorted({k for d in details for k in d})
+            columns = ["index", "name", "target", "target_name", "target_prob", "predicted", "seconds", *keys, *extra]
             data = [[r["index"], r["name"], r["target"], r["target_name"], r["target_prob"], r["predicted"],
-                     r["seconds"], *[r["metrics"].get(k) for k in keys]] for r in records]
+                     r["seconds"], *[r["metrics"].get(k) for k in keys], *[d.get(k) for k in extra]]
+                    for r, d in zip(records, details, strict=True)]
             logger.log_table(key="samples", columns=columns, data=data)
-        elif isinstance(logger, TensorBoardLogger) and paths:
+            if curves:
+                log_wandb_curves(logger.experiment, curves)
+        elif isinstance(logger, TensorBoardLogger):
             import cv2
 
-            for step, path in enumerate(paths):
-                image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-                logger.experiment.add_image("heatmaps", image, step, dataformats="HWC")
+            for key, files in (("heatmaps", paths), *((f"figures/{n}", [f[0] for f in v]) for n, v in figures.items())):
+                for step, path in enumerate(files):
+                    image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+                    logger.experiment.add_image(key, image, step, dataformats="HWC")
+            for name, values in curves.items():
+                for step, value in enumerate(values):
+                    if value is not None:
+                        logger.experiment.add_scalar(f"curves/{name}", value, step)
+
+
+def log_wandb_curves(run: Any, curves: dict[str, list[float | None]]) -> None:
+    """Mean per-iteration curves as W&B history rows {curves/iteration: t, curves/<name>: value},
+    plotted against curves/iteration (not W&B's global step)."""
+    run.define_metric("curves/iteration")
+    run.define_metric("curves/*", step_metric="curves/iteration")
+    length = max(len(v) for v in curves.values())
+    for t in range(length):
+        row: dict[str, Any] = {"curves/iteration": t}
+        row.update({f"curves/{name}": values[t] for name, values in curves.items()
+                    if t < len(values) and values[t] is not None})
+        run.log(row)
 
 
 def log_images(loggers: list, key: str, images: list, captions: list[str] | None = None,

@@ -56,6 +56,7 @@ class ExplainModule(pl.LightningModule):
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.records: list[dict[str, Any]] = []
         self.seconds = 0.0
+        self.curves = CurveAverage()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         images = batch["image"]
@@ -78,6 +79,7 @@ class ExplainModule(pl.LightningModule):
         probs = info.logits.float().softmax(1)
         for i in range(x.shape[0]):
             self.records.append(self.sample_record(batch, i, info, probs, scores, elapsed / x.shape[0], images))
+        self.curves.add(self.method.curves(info))
 
     def sample_record(self, batch, i, info, probs, scores, seconds, images) -> dict[str, Any]:
         model = self.model
@@ -88,21 +90,32 @@ class ExplainModule(pl.LightningModule):
             "predicted": pred, "predicted_name": model.class_name(pred), "predicted_prob": float(probs[i, pred]),
             "seconds": seconds, "metrics": {k: float(v[i]) for k, v in scores.items()}, "files": [],
         }
+        details = self.method.sample_details(info, i)
+        if details:
+            record["details"] = details
         if self.writer is not None:
             caption = f"{self.method_name}: {t} {model.class_name(t)} (p={record['target_prob']:.2f})"
             record["files"] = self.writer.write(record["index"], record["name"], images[i], info.saliency[i],
                                                 info.raw[i], caption)
+            figures = self.writer.write_figures(record["index"], record["name"],
+                                                self.method.sample_figures(info, i, images[i]))
+            if figures:
+                record["figures"] = figures
+                record["files"] += list(figures.values())
         return record
 
-    def gathered(self) -> tuple[list[dict[str, Any]], float]:
-        """All ranks' records (sorted by index) and the summed method time."""
-        records, seconds = self.records, self.seconds
+    def gathered(self) -> tuple[list[dict[str, Any]], float, dict[str, list[float]]]:
+        """All ranks' records (sorted by index), the summed method time and the mean curves."""
+        records, seconds, curves = self.records, self.seconds, self.curves
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             parts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, (records, seconds))
-            records = [r for part, _ in parts for r in part]
-            seconds = sum(s for _, s in parts)
-        return sorted(records, key=lambda r: r["index"]), seconds
+            dist.all_gather_object(parts, (records, seconds, curves))
+            records = [r for part, _, _ in parts for r in part]
+            seconds = sum(s for _, s, _ in parts)
+            curves = CurveAverage()
+            for _, _, part in parts:
+                curves.merge(part)
+        return sorted(records, key=lambda r: r["index"]), seconds, curves.means()
 
     def summary(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -115,11 +128,54 @@ class ExplainModule(pl.LightningModule):
         return out
 
     def on_test_epoch_end(self) -> None:
-        records, seconds = self.gathered()
+        records, seconds, curves = self.gathered()
         summary = self.summary()
         if summary:
             self.log_dict({f"test/{k}": v for k, v in summary.items()}, sync_dist=False, rank_zero_only=True)
         if self.trainer.is_global_zero:
             if self.out_dir is not None:
                 write_json_atomic(self.out_dir / RECORDS, {"samples": records, "metrics": summary,
-                                                           "seconds_total": seconds})
+                                                           "seconds_total": seconds, "curves": curves})
+
+
+class CurveAverage:
+    """Running per-iteration mean of a method's curves over samples (NaN entries are skipped).
+
+    add({"name": (N, iterations)}) accumulates sums and counts (float64, on the CPU); curves of
+    different lengths (early stopping) are padded. means() → {"name": [mean at iteration t, ...]}.
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def add(self, curves: dict[str, torch.Tensor]) -> None:
+        for name, values in curves.items():
+            values = values.detach().double().cpu().reshape(-1, values.shape[-1])
+            seen = torch.isfinite(values)
+            self._accumulate(name, torch.where(seen, values, 0).sum(0), seen.sum(0).double())
+
+    def merge(self, other: CurveAverage) -> None:
+        for name in other.sums:
+            self._accumulate(name, other.sums[name], other.counts[name])
+
+    def _accumulate(self, name: str, total: torch.Tensor, count: torch.Tensor) -> None:
+        if name not in self.sums:
+            self.sums[name], self.counts[name] = total.clone(), count.clone()
+            return
+        size = max(total.numel(), self.sums[name].numel())
+        self.sums[name] = _padded(self.sums[name], size) + _padded(total, size)
+        self.counts[name] = _padded(self.counts[name], size) + _padded(count, size)
+
+    def means(self) -> dict[str, list[float]]:
+        out = {}
+        for name, total in self.sums.items():
+            count = self.counts[name]
+            out[name] = [float(v) if c > 0 else None for v, c in zip((total / count.clamp_min(1)).tolist(),
+                                                                      count.tolist(), strict=True)]
+        return out
+
+
+def _padded(values: torch.Tensor, size: int) -> torch.Tensor:
+    """(L,) → (size,) with zeros appended."""
+    return torch.nn.functional.pad(values, (0, size - values.numel()))

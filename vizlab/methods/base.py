@@ -69,6 +69,24 @@ class AttributionMethod:
     def explain(self, x: torch.Tensor, target: Target) -> Explanation:  # pragma: no cover
         raise NotImplementedError
 
+    # --- what the explain loop records besides the map (none by default) ----------------------
+    def sample_details(self, info: Explanation, index: int) -> dict[str, Any]:
+        """Method-specific numbers of sample `index` (JSON values: numbers or lists of numbers),
+        kept in results.json under "details" and as columns of the W&B sample table."""
+        return {}
+
+    def sample_figures(self, info: Explanation, index: int, image: torch.Tensor) -> dict[str, Any]:
+        """Method-specific pictures of sample `index`: name → uint8 RGB array (H, W, 3). The explain
+        loop saves them as heatmaps/<index>_<name>_<figure>.png and logs them to W&B as figures/<figure>.
+        image: the sample in [0, 1], (C, H, W) or (C, T, H, W)."""
+        return {}
+
+    def curves(self, info: Explanation) -> dict[str, torch.Tensor]:
+        """Per-iteration curves of an optimising method: name → (N, iterations), NaN where a sample
+        had stopped. The explain loop averages them over all samples into results.json
+        ("curves") and W&B (curves/<name> against curves/iteration)."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -119,7 +119,8 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         wall = time.perf_counter() - start
         records = json.loads((stage / RECORDS).read_text())
         samples = records["samples"]
-        log_media(loggers, samples, stage, task.get("log_images", 32))
+        curves = records.get("curves") or {}
+        log_media(loggers, samples, stage, task.get("log_images", 32), curves)
     finally:
         finish_loggers(loggers)
     results = {
@@ -138,6 +139,8 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                     "wall_seconds": wall, **records["metrics"]},
         "samples": samples,
     }
+    if curves:
+        results["curves"] = curves
     for sub in ("heatmaps", "maps"):
         if (stage / sub).exists():
             shutil.rmtree(out_dir / sub, ignore_errors=True)

@@ -24,7 +24,8 @@ class SampleWriter:
 
     Images: heatmaps/<index>_<name>.png with a caption bar. Clips: heatmaps/<index>_<name>_strip.png
     (frames in rows of 8), heatmaps/<index>_<name>.gif and .mp4. Maps (when save_maps):
-    maps/<index>_<name>_saliency.npy ([0, 1]) and _raw.npy (signed, unnormalised).
+    maps/<index>_<name>_saliency.npy ([0, 1]) and _raw.npy (signed, unnormalised). Method figures
+    (e.g. optimisation curves, HR-CAM's pipeline): heatmaps/<index>_<name>_<figure>.png.
     """
 
     def __init__(self, root: Path, save_overlays: bool = True, save_maps: bool = False, power: float = 0.8) -> None:
@@ -32,7 +33,7 @@ class SampleWriter:
 
     def write(self, index: int, name: str, image: torch.Tensor, saliency: torch.Tensor, raw: torch.Tensor,
               caption: str) -> list[str]:
-        stem = f"{index:05d}_{safe_name(name)}"
+        stem = self.stem(index, name)
         files: list[str] = []
         if self.save_overlays:
             files += self.write_overlay(stem, image, saliency, caption)
@@ -42,6 +43,22 @@ class SampleWriter:
                 save_npy(self.root / rel, tensor.detach().float().cpu().numpy())
                 files.append(rel)
         return files
+
+    @staticmethod
+    def stem(index: int, name: str) -> str:
+        return f"{index:05d}_{safe_name(name)}"
+
+    def write_figures(self, index: int, name: str, figures: dict[str, np.ndarray]) -> dict[str, str]:
+        """A method's extra pictures (figure name → uint8 RGB array) as heatmaps/<stem>_<figure>.png,
+        when overlays are saved. Returns figure name → path relative to the root."""
+        if not self.save_overlays:
+            return {}
+        stem, out = self.stem(index, name), {}
+        for figure, picture in figures.items():
+            rel = f"heatmaps/{stem}_{safe_name(figure)}.png"
+            save_png(self.root / rel, picture)
+            out[figure] = rel
+        return out
 
     def write_overlay(self, stem: str, image: torch.Tensor, saliency: torch.Tensor, caption: str) -> list[str]:
         if saliency.dim() == 2:

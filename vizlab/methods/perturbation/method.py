@@ -157,6 +157,37 @@ class PerturbationMethod(AttributionMethod):
                   "area": masks.flatten(2).mean(dim=2), "full_area": torch.cat([p[3] for p in parts])}
         return Explanation(saliency, masks, t, logits, extras)
 
+    # --- what the explain loop records ---------------------------------------------------------
+    def area_labels(self, info: Explanation) -> list[str]:
+        return [f"area {a:g}" for a in self.used_areas()][: info.extras["masks"].shape[1]]
+
+    def sample_details(self, info: Explanation, index: int) -> dict[str, Any]:
+        """Per area: iterations run, mean of the returned mask, mean of the full mask, and the last
+        model term and regulariser of the optimisation."""
+        history = info.extras["history"][index]                      # (A, 2, iterations)
+        last = (info.extras["iterations"][index] - 1).clamp_min(0)   # (A,)
+        final = history.gather(2, last.view(-1, 1, 1).expand(-1, 2, 1).to(history.device))[..., 0]
+        return {"areas": list(self.used_areas()), "iterations": info.extras["iterations"][index].tolist(),
+                "mask_area": info.extras["area"][index].tolist(), "full_area": info.extras["full_area"][index].tolist(),
+                "final_model_term": final[:, 0].tolist(), "final_regulariser": final[:, 1].tolist()}
+
+    def sample_figures(self, info: Explanation, index: int, image: torch.Tensor) -> dict[str, Any]:
+        """"history": the model term and the regulariser per iteration, one line per area."""
+        from vizlab.viz.curves import draw_history
+
+        iterations = int(info.extras["iterations"][index].max())
+        history = info.extras["history"][index, :, :, :iterations]
+        return {"history": draw_history(history, self.area_labels(info), title=f"{self.name} optimisation")}
+
+    def curves(self, info: Explanation) -> dict[str, torch.Tensor]:
+        """model_term / regulariser per area (areas named as in area_labels), (N, iterations)."""
+        out = {}
+        for a, label in enumerate(self.area_labels(info)):
+            suffix = label.replace(" ", "_")
+            out[f"model_term_{suffix}"] = info.extras["history"][:, a, 0]
+            out[f"regulariser_{suffix}"] = info.extras["history"][:, a, 1]
+        return out
+
     def _explain_chunk(self, x: torch.Tensor, target: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n = x.shape[0]
