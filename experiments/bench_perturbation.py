@@ -33,6 +33,7 @@ Run:
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -54,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=50, help="image EP iterations (TorchRay default: 800)")
     p.add_argument("--batch", type=int, default=8, help="images per vizlab call")
     p.add_argument("--areas", type=float, nargs="+", default=[0.05, 0.1, 0.2], help="target areas")
+    p.add_argument("--chunks", type=int, nargs="+", default=[0, 1],
+                   help="vizlab batch_size values to time (images per optimisation; 0 = the whole batch)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--size", type=int, default=224, help="image side")
     p.add_argument("--di-steps", type=int, default=50, help="deletion/insertion steps for the quality check")
@@ -111,13 +114,20 @@ def bench_images(args: argparse.Namespace, device: torch.device) -> None:
     rows = n * a
     per_iter = fwd_bwd_seconds(model, x.repeat_interleave(a, 0), targets.repeat_interleave(a), args.repeats, device)
     limit = per_iter * iters
-    method = build("extremal", model, areas=areas, max_iter=iters, progress=False)
-    build("extremal", model, areas=areas, max_iter=1, progress=False)(x, targets)  # warm-up (allocator, kernels)
-    ours_s, info = timed(lambda: method(x, targets, return_info=True), device)
+    chunked = {}  # batch_size → (seconds, limit at that granularity, info)
+    for chunk in args.chunks:
+        size = chunk or n
+        method = build("extremal", model, areas=areas, max_iter=iters, progress=False, batch_size=size)
+        build("extremal", model, areas=areas, max_iter=1, progress=False, batch_size=size)(x, targets)  # warm-up
+        seconds, result = timed(lambda method=method: method(x, targets, return_info=True), device)
+        part = fwd_bwd_seconds(model, x[:size].repeat_interleave(a, 0), targets[:size].repeat_interleave(a),
+                               args.repeats, device) * iters * math.ceil(n / size)
+        chunked[size] = (seconds, part, result)
+    ours_s, _, info = chunked[args.chunks[0] or n]
     print(f"\n## Image extremal perturbation: {n} images × {a} areas {areas}, {iters} iterations, "
           f"{args.size}², efficientnet_lite0\n")
-    print("| method | seconds | throughput | × limit | × TorchRay |")
-    print("|---|---:|---:|---:|---:|")
+    print("| method | seconds | throughput | × limit | × TorchRay | × limit at its batch size |")
+    print("|---|---:|---:|---:|---:|---:|")
     theirs_s, theirs = None, None
     if not args.skip_torchray:
         try:
@@ -140,11 +150,15 @@ def bench_images(args: argparse.Namespace, device: torch.device) -> None:
             for p in model.parameters():  # TorchRay leaves them frozen; vizlab's zoo model is frozen anyway
                 p.requires_grad_(False)
     print(f"| limit: {iters} × fwd+bwd of {rows} images | {limit:.2f} | {n / limit:.3f} images/s | 1.00 | "
-          f"{limit / theirs_s:.2f} |" if theirs_s else
-          f"| limit: {iters} × fwd+bwd of {rows} images | {limit:.2f} | {n / limit:.3f} images/s | 1.00 | — |")
-    print(row("**vizlab extremal** (one batch)", ours_s, n, "images", limit, theirs_s))
+          f"{limit / theirs_s:.2f} | — |" if theirs_s else
+          f"| limit: {iters} × fwd+bwd of {rows} images | {limit:.2f} | {n / limit:.3f} images/s | 1.00 | — | — |")
+    for size, (seconds, part, _) in chunked.items():
+        how = "one batch" if size == n else f"batch_size={size}: {math.ceil(n / size)} optimisations of {size * a} rows"
+        print(row(f"**vizlab extremal** ({how})", seconds, n, "images", limit, theirs_s)
+              + f" {seconds / part:.2f} ({part:.2f} s) |")
     if theirs_s:
-        print(row("TorchRay extremal_perturbation (one image per call)", theirs_s, n, "images", limit, theirs_s))
+        print(row("TorchRay extremal_perturbation (one image per call)", theirs_s, n, "images", limit, theirs_s)
+              + " — |")
     print(f"\nper iteration: limit {per_iter * 1e3:.0f} ms, vizlab {ours_s / iters * 1e3:.0f} ms"
           + (f", TorchRay {theirs_s / iters * 1e3:.0f} ms" if theirs_s else ""))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import PYTHON, run_cli
+from conftest import PYTHON, ROOT, run_cli
 from PIL import Image
 
 
@@ -89,6 +89,19 @@ def _corrupt_image(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("overrides", "message"), [
     (["model=resnet5"], "Could not find 'model/resnet5'"),
     (["method.layer=bn_2"], "Layer 'bn_2' not found"),
+])
+def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, overrides, message):
+    """From the command line: a Hydra composition error and a vizlab check, each one message, exit
+    status != 0, no traceback and no output directory."""
+    out = tmp_path / "outputs"
+    proc = run_cli(PYTHON, "run.py", *overrides, f"paths.output_root={out}")
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert all_files(out) == []
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
     (["task.target=1000"], "task.target=1000 is out of range"),
     (["model=resnet18", "model.checkpoint=/nonexistent/r18.pth"], "Checkpoint file not found"),
     (["method=integrated_gradients", "method.polarity=up"], "polarity must be one of"),
@@ -97,14 +110,26 @@ def _corrupt_image(tmp_path: Path) -> Path:
     (["dataset=image", "dataset.path=CORRUPT"], "corrupt or not an image"),
     (["hardware.accelerator=tpu"], "hardware.accelerator must be one of"),
 ])
-def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, overrides, message):
-    out = tmp_path / "outputs"
+def test_bad_config_values_fail_with_one_line_in_process(tmp_path, monkeypatch, capsys, overrides, message):
+    """The same checks through `run_task` in this process (the CLI's code path after Hydra's
+    composition, without a new interpreter per case): exit status 2, one `vizlab: error:` line,
+    nothing written."""
+    from hydra import compose, initialize_config_dir
+
+    from vizlab.tasks import run_task
+
     overrides = [o.replace("CORRUPT", str(_corrupt_image(tmp_path))) for o in overrides]
-    proc = run_cli(PYTHON, "run.py", *overrides, f"paths.output_root={out}")
-    assert proc.returncode != 0
-    assert message in proc.stderr, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    assert all_files(out) == []
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, f"paths.output_root={work}"])
+    with pytest.raises(SystemExit) as exit_info:
+        run_task(cfg)
+    assert exit_info.value.code == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("vizlab: error:")]
+    assert message in line
+    assert all_files(work) == []
 
 
 def test_gif_mp4_and_strip_for_clips(tmp_path):

@@ -336,19 +336,49 @@ def test_preserved_region_covers_the_object_on_synthetic_shapes(request, monkeyp
 
 
 def test_explain_loop_runs_extremal(tmp_path):
-    proc = run_cli(PYTHON, "run.py", "method=extremal", "method.max_iter=2", "method.areas=[0.05,0.2]",
-                   "method.progress=false", "dataset.images=[chelsea]", "metric=none", "logger=none",
-                   "task.save_maps=true", f"paths.output_root={tmp_path}", timeout=600)
+    """CLI end to end with W&B: per-area raw masks, per-sample details, the history figure and the
+    mean optimisation curves in results.json and in the offline W&B run (read back)."""
+    import numpy as np
+
+    from vizlab.loggers import read_offline_run
+
+    proc = run_cli(PYTHON, "run.py", "method=extremal", "method.max_iter=3", "method.areas=[0.05,0.2]",
+                   "method.progress=false", "dataset.images=[chelsea,coffee]", "task.batch_size=2", "metric=none",
+                   "logger=wandb", "task.save_maps=true", f"paths.output_root={tmp_path}", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (path,) = tmp_path.rglob("results.json")
     results = json.loads(path.read_text())
     assert results["method"]["name"] == "extremal" and results["method"]["areas"] == [0.05, 0.2]
-    files = results["samples"][0]["files"]
-    assert any(f.endswith("_raw.npy") for f in files) and any(f.endswith(".png") for f in files)
-    import numpy as np
-
+    sample = results["samples"][0]
+    files = sample["files"]
     raw = np.load(path.parent / next(f for f in files if f.endswith("_raw.npy")))
     assert raw.shape == (2, 224, 224)  # the per-area masks
+    assert np.allclose(np.load(path.parent / next(f for f in files if f.endswith("_saliency.npy"))), raw.mean(0),
+                       atol=1e-6)
+    details = sample["details"]
+    assert details["areas"] == [0.05, 0.2] and details["iterations"] == [3, 3]
+    assert np.allclose(details["mask_area"], raw.reshape(2, -1).mean(1), atol=1e-5)
+    figure = path.parent / sample["figures"]["history"]
+    assert figure.is_file() and figure.name.endswith("_history.png") and str(figure.relative_to(path.parent)) in files
+    # mean curves over the 2 images: 3 iterations per (term, area); the last regulariser equals the
+    # mean of the samples' final regulariser
+    curves = results["curves"]
+    assert set(curves) == {f"{t}_area_{a}" for t in ("model_term", "regulariser") for a in ("0.05", "0.2")}
+    assert all(len(v) == 3 for v in curves.values())
+    finals = [s["details"]["final_regulariser"][1] for s in results["samples"]]
+    assert curves["regulariser_area_0.2"][-1] == pytest.approx(np.mean(finals), rel=1e-5)
+
+    (run_dir,) = path.parent.glob("wandb/offline-run-*")
+    run = read_offline_run(run_dir)
+    rows = [r for r in run["history"] if "curves/iteration" in r]
+    assert [r["curves/iteration"] for r in rows] == [0, 1, 2]
+    assert [r["curves/model_term_area_0.05"] for r in rows] == pytest.approx(curves["model_term_area_0.05"])
+    assert run["summary"]["figures/history/count"] == 2
+    assert sum(f.startswith("media/images/figures/history") for f in run["files"]) == 2
+    (table,) = [f for f in run["files"] if f.endswith(".table.json")]
+    table = json.loads((run_dir / "files" / table).read_text())
+    assert "iterations[0]" in table["columns"] and "final_model_term[1]" in table["columns"]
+
     bad = run_cli(PYTHON, "run.py", "method=extremal", "method.areas=[1.5]", "logger=none",
                   f"paths.output_root={tmp_path / 'bad'}")
     assert bad.returncode != 0 and "Every area must be a fraction strictly between 0 and 1" in bad.stderr

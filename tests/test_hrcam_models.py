@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vizlab.errors import CheckpointError, ConfigError, InputError
+from vizlab.hrcam import STEP_KEYS
 from vizlab.lit.hrcam import HRCAMModule, random_affine
 from vizlab.methods import build
 from vizlab.models import load_model
@@ -194,6 +195,17 @@ def test_hrcam_method_stages(monkeypatch):
         assert 0 <= float(sal.min()) and float(sal.max()) <= 1 and float(sal.max()) > 0
         assert torch.equal(info.target, torch.tensor([1, 1, 1]))
         assert torch.allclose(info.extras["low"], cams["low"]) and torch.allclose(info.extras["high"], cams["high"])
+        method = build("hrcam", model, stage=stage, pipeline={"hole_area": 16})
+        if stage == "refined":  # the pipeline's steps are kept for the figures, and merged is the saliency
+            steps = info.extras["pipeline"]
+            assert set(STEP_KEYS) <= set(steps) and torch.equal(steps["merged"].clamp(0, 1), sal)
+            assert torch.allclose(steps["image"], (x * 0.5 + 0.5).clamp(0, 1))
+        else:
+            assert "pipeline" not in info.extras and method.sample_figures(info, 0, x[0]) == {}
+    off = build("hrcam", model, figures=False)
+    assert off.sample_figures(off(x, 1, return_info=True), 0, x[0]) == {} and "figures=False" in repr(off)
+    with pytest.raises(ConfigError, match="method.figures must be true or false"):
+        build("hrcam", model, figures="yes")
     low = build("hrcam", model, stage="low")(x, 1)
     assert torch.allclose(low, (lambda m: (m - m.amin((1, 2), True)) / (m.amax((1, 2), True) - m.amin((1, 2), True)))(
         F.interpolate(cams["low"][:, None], size=(32, 32), mode="bilinear", align_corners=False)[:, 0]), atol=1e-5)

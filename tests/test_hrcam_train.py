@@ -5,6 +5,7 @@ evaluate_classifier (half == full), the hrcam method in the explain loop, and ba
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -16,7 +17,7 @@ from conftest import PYTHON, ROOT, run_cli
 from vizlab.errors import CheckpointError, ConfigError
 from vizlab.loggers import read_offline_run
 from vizlab.models import load_model
-from vizlab.models.hrcam import half_keys
+from vizlab.models.hrcam import FullModel, HalfModel, half_keys
 from vizlab.models.zoo import read_checkpoint
 
 TINY = ["model.input_size=32", "model.blocks=3", "model.growth=4", "model.layers_per_block=2",
@@ -118,20 +119,105 @@ def test_evaluate_classifier_half_equals_full(trained, tmp_path, monkeypatch):
     assert "top5_accuracy" not in half["summary"]  # k >= num_classes is skipped
     assert half["summary"]["f1_micro"] == pytest.approx(half["summary"]["accuracy"])
     assert set(half["per_class"]) == {"disc", "square", "triangle", "cross"}
+    assert (half["model"]["name"], full["model"]["name"]) == ("hrcam_half", "hrcam_full")
+    # the full model really is the FullModel (not the half one loaded twice), and it classifies every sample
+    # exactly as the half model does
+    from vizlab.data import build_dataset
+
+    half_model, full_model = load_model("hrcam_half"), load_model("hrcam_full")
+    assert type(half_model.net) is HalfModel and type(full_model.net) is FullModel
+    assert "a_high" in full_model.net.features(torch.zeros(1, 3, 32, 32)) and not hasattr(half_model.net, "up")
+    data = build_dataset(dict(compose("dataset=synthetic_shapes", "dataset.num_samples=40").dataset), 32)
+    images = torch.stack([data[i]["image"] for i in range(len(data))])
+    with torch.no_grad():
+        half_logits = half_model(half_model.normalize(images))
+        full_logits = full_model(full_model.normalize(images))
+    assert torch.equal(half_logits.argmax(1), full_logits.argmax(1))
+    torch.testing.assert_close(half_logits, full_logits, rtol=0, atol=1e-6)
+    correct = int((full_logits.argmax(1) == torch.tensor([data[i]["label"] for i in range(len(data))])).sum())
+    assert correct / 40 == pytest.approx(full["summary"]["accuracy"])  # the task scored these very predictions
+
+
+DELINS = ["metric=[pointing_game,mask_iou,deletion_insertion]", "metric.deletion_insertion.steps=16",
+          "metric.deletion_insertion.batch_size=34"]
 
 
 def test_hrcam_method_in_the_explain_loop(trained, tmp_path, monkeypatch):
+    """low / high / refined in-process, scored by pointing, mask IoU and deletion/insertion (16 steps)."""
     from vizlab.tasks.explain import run_explain
 
     monkeypatch.setenv("VIZLAB_CACHE", str(trained[0]))
+    summaries = {}
     for stage in ("low", "high", "refined"):
         cfg = compose("task=explain", "model=hrcam_full", "method=hrcam", f"method.stage={stage}",
-                      "dataset=synthetic_shapes", "dataset.num_samples=4", "metric=[pointing_game,mask_iou]",
-                      "logger=none", "task.save_maps=true", "method.pipeline={hole_area: 16}")
+                      "dataset=synthetic_shapes", "dataset.num_samples=8", *DELINS, "logger=none",
+                      "task.save_maps=true", "method.pipeline={hole_area: 16}", "method.figures=false")
         results = run_explain(cfg, tmp_path / stage)
-        assert results["summary"]["num_samples"] == 4 and "pointing_accuracy" in results["summary"]
+        s = summaries[stage] = results["summary"]
+        assert s["num_samples"] == 8 and "pointing_accuracy" in s
         saliency = np.load(next((tmp_path / stage / "maps").glob("*_saliency.npy")))
         assert saliency.shape == (32, 32) and 0 <= saliency.min() and saliency.max() <= 1
+        for sample in results["samples"]:
+            for key in ("deletion_auc", "insertion_auc"):
+                assert 0 <= sample["metrics"][key] <= 1
+        for key in ("deletion_auc", "insertion_auc"):
+            mean = sum(r["metrics"][key] for r in results["samples"]) / 8
+            assert s[key] == pytest.approx(mean, abs=1e-6)
+        assert results["metrics_config"]["deletion_insertion"]["steps"] == 16
+        assert not list((tmp_path / stage / "heatmaps").glob("*_pipeline.png"))  # method.figures=false
+    # the loop scored the refined map itself: the metric recomputed on the saved map gives the same AUCs
+    from vizlab.data import build_dataset
+    from vizlab.metrics import DeletionInsertion
+
+    model = load_model("hrcam_full")
+    data = build_dataset(dict(compose("dataset=synthetic_shapes", "dataset.num_samples=8").dataset), 32)
+    metric = DeletionInsertion(model, steps=16, batch_size=34)
+    for record in results["samples"][:2]:
+        (rel,) = [f for f in record["files"] if f.endswith("_saliency.npy")]
+        saliency = torch.from_numpy(np.load(tmp_path / "refined" / rel))
+        x = model.normalize(data[record["index"]]["image"][None])
+        direct = metric.evaluate(x, saliency[None], torch.tensor([record["target"]]))
+        for key in ("deletion_auc", "insertion_auc"):
+            assert record["metrics"][key] == pytest.approx(float(direct[key][0]), abs=1e-5)
+    # Measured on this tiny 2-epoch model (2 of 8 predictions right, class probabilities ~0.25 = 1/K):
+    # deletion / insertion AUC low 0.256 / 0.261, high 0.267 / 0.257, refined 0.258 / 0.260: all within
+    # 0.03 of chance, so deletion < insertion is noise here and is not asserted (see docs/hrcam.md for the
+    # trained experiment=hrcam_shapes model, where it is measured on 200 images).
+    for stage in ("low", "high", "refined"):
+        for key in ("deletion_auc", "insertion_auc"):
+            assert abs(summaries[stage][key] - 0.25) < 0.05, summaries[stage]
+
+
+def test_pipeline_figures_in_heatmaps_results_and_the_wandb_run(trained, tmp_path, monkeypatch):
+    """method=hrcam stage=refined from the CLI with logger=wandb (offline): one pipeline figure per sample,
+    saved as heatmaps/<index>_<name>_pipeline.png, listed in results.json and logged as figures/pipeline."""
+    monkeypatch.setenv("VIZLAB_CACHE", str(trained[0]))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    job = tmp_path / "explain"
+    proc = run_cli(PYTHON, "run.py", "task=explain", "model=hrcam_full", "method=hrcam", "method.stage=refined",
+                   "method.pipeline={hole_area: 16}", "dataset=synthetic_shapes", "dataset.num_samples=3",
+                   "metric=none", "logger=wandb", f"hydra.run.dir={job}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    samples = json.loads((job / "results.json").read_text())["samples"]
+    assert len(samples) == 3
+    pictures = []
+    for sample in samples:
+        rel = sample["figures"]["pipeline"]
+        assert rel == f"heatmaps/{sample['index']:05d}_{sample['name']}_pipeline.png" and rel in sample["files"]
+        picture = cv2.imread(str(job / rel))
+        assert picture.shape == (1050, 1300, 3)  # the 12-panel matplotlib figure
+        pictures.append(picture)
+    assert not np.array_equal(pictures[0], pictures[1])  # one figure per image
+    run = wandb_run(job)
+    rows = [row for row in run["history"] if "figures/pipeline/_type" in row]
+    assert len(rows) == 1 and rows[0]["figures/pipeline/count"] == 3
+    assert rows[0]["figures/pipeline/_type"] == "images/separated"
+    logged = [f for f in run["files"] if f.startswith("media/images/figures/pipeline_") and f.endswith(".png")]
+    assert len(logged) == 3
+    (run_dir,) = sorted((job / "wandb").glob("offline-run-*"))
+    shapes = {cv2.imread(str(run_dir / "files" / f)).shape for f in logged}
+    assert shapes == {(1050, 1300, 3)}
+    assert "heatmaps/_type" in {k for row in run["history"] for k in row}  # the overlays are still logged too
 
 
 def test_resume_and_class_folder_tree(trained, tmp_path, monkeypatch):
@@ -167,6 +253,7 @@ def test_resume_and_class_folder_tree(trained, tmp_path, monkeypatch):
     (["task.resume=/nonexistent/last.ckpt"], "task.resume=/nonexistent/last.ckpt does not exist"),
     (["dataset=samples"], "trains on a labelled dataset"),
     (["model.num_classes=3"], "model.num_classes=3 but the dataset has 4 classes"),
+    (["model.aux_channels=6"], "model.aux_channels=6 must equal model.growth=4"),
 ])
 def test_bad_training_values_in_process(overrides, message, tmp_path, monkeypatch):
     from vizlab.tasks.train_hrcam import run_train_half
@@ -176,6 +263,50 @@ def test_bad_training_values_in_process(overrides, message, tmp_path, monkeypatc
     with pytest.raises((ConfigError, CheckpointError), match=message):
         run_train_half(cfg, tmp_path / "job")
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(("classes", "message"), [
+    ("[disc,square,triangle]", "has 4 classes but dataset=synthetic_shapes has 3"),
+    ("[square,disc,triangle,cross]", "was trained on classes ['disc', 'square', 'triangle', 'cross'] but the "
+                                     "dataset has ['square', 'disc', 'triangle', 'cross']"),
+])
+def test_train_full_refuses_data_whose_classes_differ_from_the_half_model(trained, tmp_path, classes, message,
+                                                                           monkeypatch):
+    from vizlab.tasks.train_hrcam import run_train_full
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("hrcam_half.pt", "hrcam_full.pt"):
+        (cache / name).write_bytes((trained[0] / name).read_bytes())
+    before = (cache / "hrcam_full.pt").read_bytes()
+    monkeypatch.setenv("VIZLAB_CACHE", str(cache))
+    cfg = compose("task=train_full", "logger=none", *SHAPES, f"+dataset.classes={classes}")
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        run_train_full(cfg, tmp_path / "job")
+    assert (cache / "hrcam_full.pt").read_bytes() == before  # the cached full model is untouched
+    assert all_files(tmp_path / "job") == []  # nothing trained, nothing written
+
+
+def test_plateau_schedule_lowers_the_lr_and_early_stopping_ends_the_run(tmp_path, monkeypatch):
+    """SGD with lr 1e-6 on one fixed batch (no augmentation): the training loss improves by less than
+    ReduceLROnPlateau's threshold (1e-4 relative), so the plateau scheduler (patience 0) halves the lr after
+    epoch 1 and after every epoch since; val/acc stalls (measured 0.25, 0.19, 0.31, 0.31, 0.31), so early
+    stopping (patience 2) ends the run after 5 of 8 epochs. (With lr < 1e-8 the scheduler never fires:
+    ReduceLROnPlateau ignores lr changes smaller than its eps 1e-8.)"""
+    from vizlab.tasks.train_hrcam import run_train_half
+
+    monkeypatch.setenv("VIZLAB_CACHE", str(tmp_path / "cache"))
+    cfg = compose("task=train_half", "logger=none", *SHAPES, "task.num_train=16", "task.epochs=8",
+                  "task.augment=null", "task.optimizer=sgd", "task.lr=1e-6", "task.weight_decay=0",
+                  "task.plateau_patience=0", "task.plateau_factor=0.5", "task.min_lr=1e-12",
+                  "task.early_stopping_patience=2", "task.cam_samples=0")
+    results = run_train_half(cfg, tmp_path / "job")
+    history = json.loads((tmp_path / "job" / "history.json").read_text())
+    epochs = results["summary"]["epochs"]
+    assert 3 <= epochs < 8 and len(history) == epochs  # stopped early, after the lr had dropped
+    # the lr used in each epoch: unchanged in epochs 0-1, then halved after every epoch without improvement
+    assert [row["lr"] for row in history] == pytest.approx([1e-6 * 0.5 ** max(0, e - 1) for e in range(epochs)],
+                                                           rel=1e-6)
 
 
 @pytest.mark.parametrize(("task", "overrides", "message", "use_trained"), [

@@ -220,28 +220,61 @@ def motion_model(request, monkeypatch):
         return load_model("motion_cnn")
 
 
-@pytest.mark.slow
-def test_step_masks_are_temporally_smoother_than_2d_ep_on_motion_cnn(request, monkeypatch):
-    """Mean frame-to-frame |Δmask| over 16 synthetic motion clips (8 frames), 300 iterations, core on
-    from 101. Measured (3 × 8 clips): 2D-EP 0.140 / 0.174 / 0.205; STEP with the cylinder kernel
-    0.132 / 0.143 / 0.127 — smoother in every group; STEP with the default ellipsoid 0.159 / 0.163 /
-    0.188, smoother in 2 of 3 only: on 8-frame clips the 7-frame ellipsoid has just two temporal
-    positions and its tapered ends make the masks change between frames. So only the cylinder claim
-    is asserted."""
+def motion_batch(model, clips: int, frames: int, seed: int):
     from torch.utils.data import DataLoader
 
     from vizlab.data.synthetic_motion import SyntheticMotion
 
+    batch = next(iter(DataLoader(SyntheticMotion(clips, frames=frames, seed=seed), batch_size=clips)))
+    return model.normalize(batch["image"]), batch
+
+
+def frame_change(masks: torch.Tensor) -> float:
+    """Mean |m_{t+1} − m_t| over frames, pixels and clips (lower = temporally smoother)."""
+    return float((masks[:, 1:] - masks[:, :-1]).abs().mean())
+
+
+def test_3d_ep_preserves_the_moving_object_on_motion_cnn(request, monkeypatch):
+    """motion_cnn, 8 fresh clips (8 × 48²), 3D-EP for 100 iterations (seed defaults otherwise),
+    smoothed as in TorchRay's pointing benchmark (smooth 0.09). Measured: spatio-temporal pointing
+    (3 px) 1.0, pointing on the union of the frames' masks 1.0, mask mean on the object 3.3× off
+    it. On another 16 clips (seed 11): 0.75 / 0.94 after 100 iterations, 0.81 / 1.0 after 300."""
+    from vizlab.metrics import pointing_hits
+
     model = motion_model(request, monkeypatch)
-    batch = next(iter(DataLoader(SyntheticMotion(16, seed=5), batch_size=16)))
-    x = model.normalize(batch["image"])
+    x, batch = motion_batch(model, 8, 8, seed=5)
+    masks = build("ep3d", model, max_iter=100, smooth=0.09, progress=False)(x, batch["label"])
+    gt = batch["mask"]
+    assert pointing_hits(masks, gt, tolerance=3).mean() >= 0.8
+    assert pointing_hits(masks.amax(1), gt.any(1), tolerance=3).mean() >= 0.8
+    inside = (masks * gt).flatten(1).sum(1) / gt.flatten(1).sum(1)
+    outside = (masks * ~gt).flatten(1).sum(1) / (~gt).flatten(1).sum(1)
+    assert torch.all(inside > 1.5 * outside), inside / outside
 
-    def change(name, **options):
-        masks = build(name, model, max_iter=300, progress=False, **options)(x, batch["label"])
-        return float((masks[:, 1:] - masks[:, :-1]).abs().mean())
 
-    ep2d, cylinder = change("ep2d"), change("step", core_shape="cylinder")
-    assert cylinder < 0.95 * ep2d, (cylinder, ep2d)
+def test_step_masks_change_less_between_frames_than_2d_ep(request, monkeypatch):
+    """3 clips of 16 frames (the paper's length; the 7-frame ellipsoid then has 10 temporal
+    positions), 80 iterations with the core term from iteration 10. Measured: 2D-EP 0.204, STEP
+    0.078 (seed 7); 0.211 vs 0.113 (seed 21); the slow test below runs the seed schedule."""
+    model = motion_model(request, monkeypatch)
+    x, batch = motion_batch(model, 3, 16, seed=7)
+    ep2d = frame_change(build("ep2d", model, max_iter=80, progress=False)(x, batch["label"]))
+    step = frame_change(build("step", model, max_iter=80, core_start=10, progress=False)(x, batch["label"]))
+    assert step < 0.8 * ep2d, (step, ep2d)
+
+
+@pytest.mark.slow
+def test_step_masks_are_temporally_smoother_than_2d_ep_on_motion_cnn(request, monkeypatch):
+    """8 clips of 16 frames, 300 iterations, the seed's schedule (core on from iteration 101),
+    default ellipsoid. Measured: 2D-EP 0.190, STEP 0.103 (cylinder kernel 0.102); spatio-temporal
+    pointing 2D-EP 0.375, STEP 0.875. On 8-frame clips the 7-frame ellipsoid has only two temporal
+    positions and STEP is not reliably smoother (2D-EP 0.140 / 0.174 / 0.205 vs STEP 0.159 / 0.163 /
+    0.188 in three groups of 8 clips)."""
+    model = motion_model(request, monkeypatch)
+    x, batch = motion_batch(model, 8, 16, seed=5)
+    ep2d = frame_change(build("ep2d", model, max_iter=300, progress=False)(x, batch["label"]))
+    step = frame_change(build("step", model, max_iter=300, progress=False)(x, batch["label"]))
+    assert step < 0.7 * ep2d, (step, ep2d)
 
 
 @pytest.mark.slow

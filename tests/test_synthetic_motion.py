@@ -1,15 +1,18 @@
 """Synthetic motion: deterministic clips with per-frame object masks whose class is the direction
-of motion; motion_cnn trained with Lightning (task=train_motion); Grad-CAM's spatio-temporal peak
+of motion; motion_cnn trained with Lightning (task=train_motion, or task=train following
+dataset=synthetic_motion / model=motion_cnn); the cached checkpoint; Grad-CAM's spatio-temporal peak
 on the moving object."""
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 import torch
 from conftest import PYTHON, ROOT, run_cli
+from omegaconf import OmegaConf, open_dict
 from torch.utils.data import DataLoader
 
 from vizlab.data import build_dataset
@@ -123,6 +126,102 @@ def test_train_motion_config_errors(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def compose(*overrides: str, job: bool = False):
+    """The composed config (logger=none); with `job`, also set up as inside a running Hydra job (the
+    command-line overrides visible through HydraConfig; undone by the `hydra_job` fixture)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = hydra_compose("config", overrides=[*overrides, "logger=none"], return_hydra_config=job)
+    if job:
+        HydraConfig.instance().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # as Hydra hands it to the task
+    return cfg
+
+
+@pytest.fixture
+def hydra_job():
+    from hydra.core.hydra_config import HydraConfig
+
+    yield
+    HydraConfig.instance().cfg = None
+
+
+def plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+MOTION_RECIPE = {"epochs": 5, "batch_size": 32, "lr": 0.003, "num_train": 2000, "num_val": 500}
+
+
+def test_task_train_follows_dataset_or_model_to_the_train_motion_recipe():
+    """task=train dataset=synthetic_motion and task=train model=motion_cnn resolve to exactly the
+    config of task=train_motion (model, data set, every task setting); plain task=train stays shapes."""
+    from vizlab.tasks.train import RECIPES, check_config, route
+
+    reference = route(compose("task=train_motion"))
+    assert reference.model.name == "motion_cnn" and reference.task.model == "motion_cnn"
+    assert {k: reference.task[k] for k in MOTION_RECIPE} == MOTION_RECIPE
+    assert plain(reference.dataset) == plain(OmegaConf.load(ROOT / "conf" / "dataset" / "synthetic_motion.yaml"))
+    for overrides in (["dataset=synthetic_motion"], ["model=motion_cnn"]):
+        routed = route(compose("task=train", *overrides))
+        assert plain(routed) == plain(reference), overrides
+        assert check_config(routed) is RECIPES["motion_cnn"]
+    shapes = route(compose("task=train"))
+    assert (shapes.model.name, shapes.dataset.name, shapes.task.epochs, shapes.task.num_train) == (
+        "shapes_cnn", "synthetic_shapes", 8, 4000)
+    tuned = route(compose("task=train", "dataset=synthetic_motion", "task.epochs=2", "task.recipes.motion_cnn.lr=0.01"))
+    assert (tuned.task.epochs, tuned.task.lr, tuned.task.batch_size) == (2, 0.01, 32)  # the rest: the recipe
+
+
+def test_task_train_rejects_a_model_and_dataset_that_do_not_train_together(hydra_job, tmp_path):
+    from vizlab.tasks.train import run_train
+
+    with pytest.raises(ConfigError, match=r"model=shapes_cnn trains on dataset=synthetic_shapes; got "
+                                          r"dataset=synthetic_motion\. Give one of them: task=train model=shapes_cnn, "
+                                          r"or task=train dataset=synthetic_motion \(trains motion_cnn\)"):
+        run_train(compose("task=train", "model=shapes_cnn", "dataset=synthetic_motion", job=True), tmp_path)
+    with pytest.raises(ConfigError, match=r"task\.model=motion_cnn \(task=train_motion\) trains motion_cnn; got "
+                                          r"model=shapes_cnn\. For shapes_cnn use task=train model=shapes_cnn"):
+        run_train(compose("task=train_motion", "model=shapes_cnn", job=True), tmp_path)
+    with pytest.raises(ConfigError, match=r"model=motion_cnn trains on dataset=synthetic_motion; got dataset=samples\. "
+                                          r"Drop dataset= or set dataset=synthetic_motion"):
+        run_train(compose("task=train", "model=motion_cnn", "dataset=samples", job=True), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_vizlab_models_names_the_command_that_trains_each_synthetic_model(capsys):
+    from vizlab.cli import main
+    from vizlab.tasks.train import route
+
+    main(["models"])
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    for name in ("shapes_cnn", "motion_cnn"):
+        command = re.search(r"trained by vizlab \((python run\.py [^)]+)\)", lines[name]).group(1)
+        assert route(compose(*command.split()[2:])).model.name == name, command
+
+
+def test_task_train_on_synthetic_motion_reuses_the_cached_motion_cnn(trained_motion_cnn, synthetic_cache,
+                                                                     monkeypatch, tmp_path):
+    """With motion_cnn cached (by the session's task=train_motion), task=train dataset=synthetic_motion
+    does not train: it copies the cache and scores it on the same 500 validation clips."""
+    from vizlab.tasks.train import run_train
+
+    monkeypatch.setenv("VIZLAB_CACHE", str(synthetic_cache))
+    results = run_train(compose("task=train", "dataset=synthetic_motion"), tmp_path / "run")
+    summary = results["summary"]
+    cache = synthetic_cache / "motion_cnn.pt"
+    assert not summary["trained"] and summary["checkpoint"] == str(cache) and summary["num_samples"] == 500
+    assert summary["val_acc"] == trained_motion_cnn["val_acc"]
+    assert (tmp_path / "run" / "motion_cnn.pt").read_bytes() == cache.read_bytes()
+    assert results["model"]["name"] == "motion_cnn" and results["model"]["frames"] == 8
+    assert {k: results["config"][k] for k in MOTION_RECIPE} == MOTION_RECIPE and results["config"]["model"] == "motion_cnn"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["summary"] == summary
+
+
 def test_trained_motion_cnn_is_accurate_and_gradcam_points_at_the_moving_object(
         trained_motion_cnn, synthetic_cache, monkeypatch, tmp_path):
     """Default task=train_motion: >= 95% val accuracy. Grad-CAM from the CLI on 100 fresh clips:
@@ -166,3 +265,14 @@ def test_train_motion_under_ddp_on_two_cpu_processes(tmp_path, monkeypatch):
     trained = torch.load(cache / "motion_cnn.pt")
     fresh = MotionCNN().state_dict()
     assert not torch.equal(trained["features.0.0.weight"], fresh["features.0.0.weight"])
+
+
+@pytest.mark.parametrize("frames", [16, 32])
+def test_long_clips_keep_the_object_inside_every_frame(frames):
+    """Clips longer than 8 frames move the object more slowly (the same travel as 8 frames), so
+    it stays in view (before, 16 frames at 48² failed inside numpy: 'high - low < 0')."""
+    from vizlab.data.synthetic_motion import SyntheticMotion
+
+    data = SyntheticMotion(12, frames=frames, seed=3)
+    masks = torch.stack([data[i]["mask"] for i in range(12)])
+    assert masks.shape == (12, frames, 48, 48) and masks.flatten(2).any(2).all()

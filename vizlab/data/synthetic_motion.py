@@ -33,7 +33,8 @@ CLASS_NAMES: tuple[str, ...] = ("right", "left", "down", "up")
 DIRECTIONS: dict[str, tuple[float, float]] = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
 MIN_SIZE, MIN_FRAMES = 32, 4
 SCALE = (0.2, 0.3)       # object extent as a fraction of the side
-SPEED = (0.035, 0.06)    # object speed, fraction of the side per frame
+SPEED = (0.035, 0.06)    # object speed, fraction of the side per frame (clips of up to SPEED_FRAMES frames)
+SPEED_FRAMES = 8         # longer clips move the object more slowly, so it travels as far as in 8 frames
 BG_SPEED = 0.05          # background drift up to this fraction of the side per frame
 
 
@@ -60,7 +61,7 @@ def render_clip(rng: np.random.Generator, direction: str, size: int = 48,
     angle = float(rng.uniform(0, 2 * np.pi))
     colour = _colour(rng)
     tex_angle, period = float(rng.uniform(0, np.pi)), float(rng.uniform(0.2, 0.35)) * extent
-    speed = float(rng.uniform(*SPEED)) * size
+    speed = float(rng.uniform(*SPEED)) * size * min(1.0, (SPEED_FRAMES - 1) / max(1, steps))
     travel = speed * steps
     reach = extent * 0.62 + 1                          # covers every shape's circumradius
     along = float(rng.uniform(reach, size - reach - travel))  # start on the motion axis

@@ -8,6 +8,14 @@ Pipeline per item: frame indices from `sample_indices` (uniform · long_range ·
 those frames → `resize_frames` (default: shorter side to S / crop_ratio = S·128/112, centre crop
 S²) → `to_clip`. Every video is validated when the dataset is built, cheaply (decord reads the
 container's frame index without decoding; frame folders are counted and their numbering checked).
+
+Bad input raises one InputError naming the file and the fix — when the dataset is built (no
+frames, unreadable container, gap in the numbering, too short) or when a clip is loaded (a corrupt
+frame file, an undecodable store blob, a decord decoding error or short batch). With
+`skip_bad=True` both kinds are skipped with a warning naming the file and the reason: at build
+time the video is left out of the dataset; at load time `dataset[i]` returns the placeholder
+{"name", "label", "skipped": reason} (no "image"), which `vizlab.lit.explain_data.collate_loaded`
+drops from its batch.
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
 SAMPLINGS = ("uniform", "long_range", "dense")
 CLIP_RESIZE_MODES = ("center_crop", "squash")
 DEFAULT_CROP_RATIO = 112 / 128  # shorter side → size · 128/112, then a centre crop of size²
+SKIPPED = "skipped"  # key of the placeholder item of a clip that failed to load (skip_bad=True)
+SKIP_HINT = "or set dataset.skip_bad=true to skip the clip"
 
 # ---------------------------------------------------------------------------------------------
 # Frame indices
@@ -80,16 +90,17 @@ def decode_frame(data: bytes | np.ndarray, source: str) -> np.ndarray:
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
     bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
     if bgr is None:
-        raise InputError(f"Could not decode frame {source}: the file is corrupt or not an image.")
+        raise InputError(f"Could not decode frame {source}: the file is corrupt or not an image. "
+                         f"Re-extract or remove it, {SKIP_HINT}.")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_frame_file(path: Path) -> np.ndarray:
-    """One frame image file → (H, W, 3) uint8 RGB."""
+    """One frame image file → (H, W, 3) uint8 RGB; InputError naming the file if unreadable or corrupt."""
     try:
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as exc:
-        raise InputError(f"Could not read frame {path}: {exc}") from exc
+        raise InputError(f"Could not read frame {path}: {exc}. Restore the file, {SKIP_HINT}.") from exc
     return decode_frame(data, str(path))
 
 
@@ -168,24 +179,60 @@ def video_length(path: Path) -> int:
 
 
 def read_video_frames(path: Path, indices: np.ndarray, num_threads: int = 0) -> np.ndarray:
-    """Decode only frames `indices` of a video (decord get_batch) → (len(indices), H, W, 3) uint8 RGB."""
+    """Decode only frames `indices` of a video (decord get_batch) → (len(indices), H, W, 3) uint8 RGB.
+
+    InputError naming the file if decord fails, or returns fewer frames than asked or not RGB frames.
+    """
     reader = open_video(path, num_threads)
     unique = np.unique(indices)
-    if unique[-1] >= len(reader):
-        raise InputError(f"Video {path} has {len(reader)} frames but frame {unique[-1]} was requested.")
     try:
-        batch = reader.get_batch(unique.tolist()).asnumpy()
-    except Exception as exc:
-        raise InputError(f"Could not decode frames {unique.tolist()} of video {path}: the file is "
-                         f"corrupt or truncated ({first_line(exc)}). Re-encode it or remove it.") from exc
+        if unique[-1] >= len(reader):
+            raise InputError(f"Video {path} has {len(reader)} frames but frame {unique[-1]} was requested: "
+                             f"the file changed after the dataset was built. Rebuild it, {SKIP_HINT}.")
+        try:
+            batch = reader.get_batch(unique.tolist()).asnumpy()
+        except Exception as exc:
+            raise InputError(f"Could not decode frames {short_list(unique)} of video {path}: the file is "
+                             f"corrupt or truncated ({first_line(exc)}). Re-encode it (e.g. ffmpeg -i in.mp4 "
+                             f"out.mp4) or remove it, {SKIP_HINT}.") from exc
     finally:
         del reader
-    return gather(batch, unique, indices)
+    return gather(check_batch(batch, unique, path), unique, indices)
+
+
+def check_batch(batch: np.ndarray, wanted: Sequence[int] | np.ndarray, path: Path | str) -> np.ndarray:
+    """`batch` if it is (len(wanted), H, W, 3) uint8 frames, else InputError naming the video.
+
+    decord can return a short batch for a damaged file instead of raising.
+    """
+    shape = tuple(batch.shape)
+    if len(shape) != 4 or shape[0] != len(wanted) or shape[-1] != 3 or batch.dtype != np.uint8:
+        raise InputError(f"decord returned frames of shape {shape} ({batch.dtype}) for the {len(wanted)} "
+                         f"frame(s) {short_list(wanted)} asked of video {path}; expected ({len(wanted)}, H, W, 3) "
+                         f"uint8. The file is damaged: re-encode it (e.g. ffmpeg -i in.mp4 out.mp4) or remove "
+                         f"it, {SKIP_HINT}.")
+    return batch
+
+
+def skip_reason(exc: BaseException) -> str:
+    """An InputError's message without the "or set dataset.skip_bad=true ..." advice (it is set)."""
+    return str(exc).replace(f", {SKIP_HINT}", "").replace(f" {SKIP_HINT}", "")
+
+
+def short_list(values: Sequence[int] | np.ndarray, limit: int = 10) -> str:
+    """[0, 1, 2, ...] with at most `limit` entries, for messages."""
+    values = [int(v) for v in values]
+    return f"[{', '.join(map(str, values[:limit]))}{', ...' if len(values) > limit else ''}]"
+
+
+_DECORD_PREFIX = re.compile(r"\[\d{2}:\d{2}:\d{2}\] \S+?:\d+: ")  # "[09:14:44] src/x.cc:292: "
 
 
 def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message without decord's time/source prefixes (<= 160 chars)."""
     text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
+    line = _DECORD_PREFIX.sub("", text[0]).strip() if text else ""
+    return line[:160] or type(exc).__name__
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +340,8 @@ class ClipDataset(Dataset):
         self.lengths: list[int] = []
         self.raw_labels: list[str | None] = []
         self.class_names: list[str] = []
-        self.skipped: list[str] = []
+        self.skipped: list[str] = []  # names left out when the dataset was built (skip_bad)
+        self.failed: dict[int, str] = {}  # clips that failed to load in this process (skip_bad): index → reason
 
     def admit(self, candidates: Iterable[tuple[str, str, int, str | None, Callable[[], int]]]) -> list[int]:
         """Probe each (name, source path, label, raw label, length probe); keep the good ones.
@@ -335,9 +383,27 @@ class ClipDataset(Dataset):
         raise NotImplementedError
 
     def __getitem__(self, index: int) -> dict:
-        frames = self.load_frames(index, self.clip_indices(index))
+        """{"image": (3, T, S, S) float in [0, 1], "label": int, "name": str}.
+
+        A clip that fails to load raises InputError naming the file; with skip_bad it is warned
+        about (once per process) and comes back as {"name", "label", "skipped": reason}.
+        """
+        if index in self.failed:
+            return self.placeholder(index)
+        try:
+            frames = self.load_frames(index, self.clip_indices(index))
+        except InputError as exc:
+            if not self.skip_bad:
+                raise
+            self.failed[index] = skip_reason(exc)
+            warnings.warn(f"vizlab: skipping {self.names[index]}: {self.failed[index]}", stacklevel=2)
+            return self.placeholder(index)
         clip = to_clip(resize_frames(frames, self.size, self.resize, self.crop_ratio))
         return {"image": clip, "label": self.labels[index], "name": self.names[index]}
+
+    def placeholder(self, index: int) -> dict:
+        """The item standing in for clip `index`, which failed to load: no "image", the reason under "skipped"."""
+        return {"name": self.names[index], "label": self.labels[index], SKIPPED: self.failed[index]}
 
 
 class VideoFolder(ClipDataset):
@@ -538,7 +604,7 @@ def build_clip_dataset(cfg: Mapping[str, Any], input_size: int, frames: int | No
     return FrameFolder(root, int(t), input_size, **opts)
 
 
-__all__ = ["CLIP_DATASETS", "build_clip_dataset", "CLIP_RESIZE_MODES", "ClipDataset", "DEFAULT_CROP_RATIO", "FRAME_EXTENSIONS", "FrameFolder",
+__all__ = ["CLIP_DATASETS", "SKIPPED", "build_clip_dataset", "check_batch", "CLIP_RESIZE_MODES", "ClipDataset", "DEFAULT_CROP_RATIO", "FRAME_EXTENSIONS", "FrameFolder",
            "SAMPLINGS", "VIDEO_EXTENSIONS", "VideoFolder", "decode_frame", "list_frames", "natural_key",
            "prefix_label", "read_label_csv", "resize_frames", "resolve_labels", "sample_indices", "to_clip",
            "video_length"]

@@ -15,8 +15,9 @@ batched function of its own (shapes in the docstrings; N is the batch):
  9. `merge_maps`      α·segment + (1 − α)·minmax(low_up) ('blend') or their product ('multiply')
 10. `crop_image`      keep the image where minmax(merged) is in the top 15 % ('percentage') or > 0.6 ('threshold')
 
-Computation runs in float64 on the inputs' device (float32 on devices without float64); the connected-set steps
-(6, 8) run per image with scipy by default (see `vizlab.hrcam.regions`). `PipelineParams.strict_original`
+Computation runs on the inputs' device in float64 when `high` is float64 and in float32 otherwise (float16 /
+bfloat16 inputs too); float outputs take high's dtype. The connected-set steps (6, 8) run per image with scipy
+by default (see `vizlab.hrcam.regions`). `PipelineParams.strict_original`
 switches between vizlab's fixes (default) and the original's behaviour; each fix is listed on the dataclass.
 """
 

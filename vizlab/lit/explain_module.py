@@ -97,8 +97,8 @@ class ExplainModule(pl.LightningModule):
             caption = f"{self.method_name}: {t} {model.class_name(t)} (p={record['target_prob']:.2f})"
             record["files"] = self.writer.write(record["index"], record["name"], images[i], info.saliency[i],
                                                 info.raw[i], caption)
-            figures = self.writer.write_figures(record["index"], record["name"],
-                                                self.method.sample_figures(info, i, images[i]))
+            drawn = self.method.sample_figures(info, i, images[i]) if self.writer.save_overlays else {}
+            figures = self.writer.write_figures(record["index"], record["name"], drawn)
             if figures:
                 record["figures"] = figures
                 record["files"] += list(figures.values())

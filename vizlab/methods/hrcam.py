@@ -14,7 +14,12 @@ logits; both CAMs use the classifier weights W[:, c] of the explained class (spe
 
 Min-max without ReLU, as HR-CAM's pipeline treats its maps (the `cam` method applies a ReLU
 first). raw: the signed low map ("low"), the high map ("high") or the merged map ("refined");
-extras: "low" and "high" (N, h, w) / (N, H, W). "low" also works with a HalfModel.
+extras: "low" and "high" (N, h, w) / (N, H, W), and for "refined" "pipeline": every step `refine`
+returned (a dict of tensors of leading dim N). "low" also works with a HalfModel.
+
+In the explain loop, stage "refined" with `figures=True` (default) draws each sample's pipeline step
+by step (`sample_figures` → "pipeline", the 12-panel figure of `vizlab.viz.pipeline_figure`): saved
+as heatmaps/<index>_<name>_pipeline.png and logged to W&B as `figures/pipeline`.
 """
 
 from __future__ import annotations
@@ -48,17 +53,21 @@ class HRCAM(AttributionMethod):
     input_dims = 4
     any_model = False
 
-    def __init__(self, model: nn.Module, stage: str = "refined", pipeline: dict[str, Any] | None = None) -> None:
+    def __init__(self, model: nn.Module, stage: str = "refined", pipeline: dict[str, Any] | None = None,
+                 figures: bool = True) -> None:
         super().__init__(model)
         from vizlab.models.hrcam import FullModel
 
         if stage not in STAGES:
             raise ConfigError(f"method.stage must be one of {STAGES}, got {stage!r}.")
+        if not isinstance(figures, bool):
+            raise ConfigError(f"method.figures must be true or false, got {figures!r}.")
         self.net = hrcam_network(model)
         if stage != "low" and not isinstance(self.net, FullModel):
             raise ConfigError(f"method.stage={stage} needs the expansion path: use model=hrcam_full "
                               "(train it with task=train_full); a HalfModel only gives stage=low.")
         self.stage = stage
+        self.figures = figures
         self.pipeline = dict(pipeline or {})
         self.params = None
         if stage == "refined":
@@ -94,10 +103,25 @@ class HRCAM(AttributionMethod):
             steps = refine(self.image01(x), low, high, self.params)
             saliency = steps["merged"].to(x.dtype).clamp(0, 1)
             raw = saliency
+            extras["pipeline"] = steps
         return Explanation(saliency, raw, t, logits.detach(), extras)
+
+    def sample_figures(self, info: Explanation, index: int, image: torch.Tensor) -> dict[str, Any]:
+        """{"pipeline": uint8 RGB (H, W, 3)}: sample `index`'s refinement drawn step by step (stage "refined"
+        with figures=True; else {}). 1300×1050 px with matplotlib, else a 4×3 OpenCV mosaic of the image size."""
+        steps = info.extras.get("pipeline")
+        if not self.figures or steps is None:
+            return {}
+        from vizlab.viz.pipeline_figure import pipeline_figure
+
+        t = int(info.target[index])
+        name = self.model.class_name(t) if hasattr(self.model, "class_name") else str(t)
+        prob = float(info.logits[index].float().softmax(0)[t])
+        return {"pipeline": pipeline_figure(steps, index, title=f"HR-CAM refinement: class {t} {name} (p={prob:.2f})")}
 
     def __repr__(self) -> str:
         extra = f", pipeline={self.pipeline}" if self.pipeline else ""
+        extra += "" if self.figures else ", figures=False"
         return f"HRCAM(stage={self.stage!r}{extra})"
 
 

