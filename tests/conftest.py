@@ -107,3 +107,18 @@ def trained_shapes_cnn(synthetic_cache, tmp_path_factory) -> dict:
 def trained_motion_cnn(synthetic_cache, tmp_path_factory) -> dict:
     """motion_cnn trained by the default `task=train_motion` (a few minutes); the results summary."""
     return _train_synthetic("train_motion", synthetic_cache, tmp_path_factory.mktemp("train-motion"))
+
+
+def synthetic_model(request, monkeypatch, name: str):
+    """`name` (shapes_cnn or motion_cnn) loaded from the user cache if it is there, else trained once
+    per session by its fixture (trained_shapes_cnn / trained_motion_cnn), with VIZLAB_CACHE set to
+    that session cache for the rest of the test."""
+    from vizlab.errors import CheckpointError
+    from vizlab.models import load_model
+
+    try:
+        return load_model(name)
+    except CheckpointError:
+        request.getfixturevalue({"shapes_cnn": "trained_shapes_cnn", "motion_cnn": "trained_motion_cnn"}[name])
+        monkeypatch.setenv("VIZLAB_CACHE", str(request.getfixturevalue("synthetic_cache")))
+        return load_model(name)

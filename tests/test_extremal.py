@@ -10,11 +10,11 @@ import warnings
 
 import pytest
 import torch
-from conftest import PYTHON, TinyCNN, run_cli
+from conftest import PYTHON, TinyCNN, run_cli, synthetic_model
 from ep_reference import PlainMaskGenerator, plain_blur, plain_extremal, plain_pyramid
 
 import vizlab
-from vizlab.errors import CheckpointError, ConfigError, InputError
+from vizlab.errors import ConfigError, InputError
 from vizlab.methods import build
 from vizlab.methods.perturbation import MaskGenerator, PerturbationPyramid
 from vizlab.methods.perturbation.objectives import area_loss
@@ -303,18 +303,6 @@ def test_wrong_input_rank_and_model_kind(net, effnet):
         build("step", effnet)
 
 
-def shapes_model(request, monkeypatch):
-    """shapes_cnn from the user cache, else trained once per session (tests/conftest.py)."""
-    from vizlab.models import load_model
-
-    try:
-        return load_model("shapes_cnn")
-    except CheckpointError:
-        request.getfixturevalue("trained_shapes_cnn")
-        monkeypatch.setenv("VIZLAB_CACHE", str(request.getfixturevalue("synthetic_cache")))
-        return load_model("shapes_cnn")
-
-
 def test_preserved_region_covers_the_object_on_synthetic_shapes(request, monkeypatch):
     """shapes_cnn on 40 fresh images: the peak of the (smoothed, as in TorchRay's pointing benchmark)
     preservation mask lies on the object for >= 80%, and the mask is higher on than off the object."""
@@ -323,7 +311,7 @@ def test_preserved_region_covers_the_object_on_synthetic_shapes(request, monkeyp
     from vizlab.data.synthetic_shapes import SyntheticShapes
     from vizlab.metrics import pointing_hits
 
-    model = shapes_model(request, monkeypatch)
+    model = synthetic_model(request, monkeypatch, "shapes_cnn")
     batch = next(iter(DataLoader(SyntheticShapes(40, seed=777), batch_size=40)))
     x = model.normalize(batch["image"])
     info = vizlab.explain(model, x, batch["label"], method="extremal", areas=[0.05], max_iter=60, step=3, sigma=9.0,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PYTHON, ROOT, TinyCNN, run_cli
+from conftest import PYTHON, ROOT, TinyCNN, run_cli, synthetic_model
 from ep_reference import plain_core, plain_extremal
 from omegaconf import OmegaConf
 
@@ -207,19 +207,6 @@ def test_seed_defaults():
 
 
 # ----------------------------------------------------------------------------- slow: trained model, CLI
-def motion_model(request, monkeypatch):
-    """motion_cnn from the user cache, else trained once per session (tests/conftest.py)."""
-    from vizlab.errors import CheckpointError
-    from vizlab.models import load_model
-
-    try:
-        return load_model("motion_cnn")
-    except CheckpointError:
-        request.getfixturevalue("trained_motion_cnn")
-        monkeypatch.setenv("VIZLAB_CACHE", str(request.getfixturevalue("synthetic_cache")))
-        return load_model("motion_cnn")
-
-
 def motion_batch(model, clips: int, frames: int, seed: int):
     from torch.utils.data import DataLoader
 
@@ -241,7 +228,7 @@ def test_3d_ep_preserves_the_moving_object_on_motion_cnn(request, monkeypatch):
     it. On another 16 clips (seed 11): 0.75 / 0.94 after 100 iterations, 0.81 / 1.0 after 300."""
     from vizlab.metrics import pointing_hits
 
-    model = motion_model(request, monkeypatch)
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
     x, batch = motion_batch(model, 8, 8, seed=5)
     masks = build("ep3d", model, max_iter=100, smooth=0.09, progress=False)(x, batch["label"])
     gt = batch["mask"]
@@ -256,7 +243,7 @@ def test_step_masks_change_less_between_frames_than_2d_ep(request, monkeypatch):
     """3 clips of 16 frames (the paper's length; the 7-frame ellipsoid then has 10 temporal
     positions), 80 iterations with the core term from iteration 10. Measured: 2D-EP 0.204, STEP
     0.078 (seed 7); 0.211 vs 0.113 (seed 21); the slow test below runs the seed schedule."""
-    model = motion_model(request, monkeypatch)
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
     x, batch = motion_batch(model, 3, 16, seed=7)
     ep2d = frame_change(build("ep2d", model, max_iter=80, progress=False)(x, batch["label"]))
     step = frame_change(build("step", model, max_iter=80, core_start=10, progress=False)(x, batch["label"]))
@@ -270,7 +257,7 @@ def test_step_masks_are_temporally_smoother_than_2d_ep_on_motion_cnn(request, mo
     pointing 2D-EP 0.375, STEP 0.875. On 8-frame clips the 7-frame ellipsoid has only two temporal
     positions and STEP is not reliably smoother (2D-EP 0.140 / 0.174 / 0.205 vs STEP 0.159 / 0.163 /
     0.188 in three groups of 8 clips)."""
-    model = motion_model(request, monkeypatch)
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
     x, batch = motion_batch(model, 8, 16, seed=5)
     ep2d = frame_change(build("ep2d", model, max_iter=300, progress=False)(x, batch["label"]))
     step = frame_change(build("step", model, max_iter=300, progress=False)(x, batch["label"]))
