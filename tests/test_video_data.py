@@ -26,6 +26,7 @@ from vizlab.data.video import (
 )
 from vizlab.errors import ConfigError, InputError
 from vizlab.lit.explain_data import ExplainDataModule
+from vizlab.tasks.explain import skipped_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 128  # written frame side; with crop_ratio 0.875, size 112 is a pure centre crop (no resampling)
@@ -214,14 +215,17 @@ def test_partly_corrupt_video_fails_or_is_skipped_when_its_clip_is_loaded(tmp_pa
         data = ExplainDataModule(lenient, batch_size=1)
         loader = data.test_dataloader()
         batches = list(loader)  # the all-skipped second batch is left out
-    assert len(loader) == 2 and len(batches) == 1 and data.skipped == ["walk/a"]
+    assert len(loader) == 2 and len(batches) == 1
+    records = [{"index": int(i)} for b in batches for i in b["index"]]
+    assert skipped_samples(lenient, records) == [{"index": 1, "name": "walk/a"}]
     assert batches[0]["name"] == ["run/b"] and batches[0]["index"].tolist() == [0]
     assert batches[0]["image"].shape == (1, 3, 8, 112, 112) and "skipped" not in batches[0]
     (mixed,) = list(ExplainDataModule(lenient, batch_size=2).test_dataloader())
     assert mixed["name"] == ["run/b"] and mixed["skipped"] == ["walk/a"] and mixed["label"].tolist() == [0]
     fresh = ExplainDataModule(VideoFolder(tmp_path, frames=8, skip_bad=True), batch_size=1, num_workers=1)
     (batch,) = list(fresh.test_dataloader())  # the clip fails inside the worker process this time
-    assert batch["name"] == ["run/b"] and fresh.skipped == ["walk/a"]
+    assert batch["name"] == ["run/b"] and batch["index"].tolist() == [0]
+    assert skipped_samples(fresh.dataset.dataset, [{"index": 0}]) == [{"index": 1, "name": "walk/a"}]
 
 
 def test_check_batch_rejects_short_or_non_rgb_batches():

@@ -42,6 +42,11 @@ def build_loggers(cfg: DictConfig, out_dir: Path, run_name: str, config: dict[st
     return [logger]
 
 
+def sample_caption(record: dict[str, Any]) -> str:
+    """"<index> <name>: <target name>", the caption of a sample's pictures."""
+    return f"{record['index']} {record['name']}: {record['target_name']}"
+
+
 def flat_details(details: dict[str, Any]) -> dict[str, Any]:
     """A record's "details" as scalar columns: lists become name[0], name[1], ..."""
     out: dict[str, Any] = {}
@@ -62,14 +67,13 @@ def log_media(loggers: list, records: list[dict[str, Any]], root: Path, limit: i
 
     shown = [r for r in records if r["files"] and r["files"][0].endswith(".png")][:limit]
     paths = [str(root / r["files"][0]) for r in shown]
-    captions = [f"{r['index']} {r['name']}: {r['target_name']}" for r in shown]
-    clips = [(str(root / f), f"{r['index']} {r['name']}: {r['target_name']}")
-             for r in shown for f in r["files"] if f.endswith(".gif")]
+    captions = [sample_caption(r) for r in shown]
+    clips = [(str(root / f), sample_caption(r)) for r in shown for f in r["files"] if f.endswith(".gif")]
     figures: dict[str, list[tuple[str, str]]] = {}
     for r in records:
         for name, rel in (r.get("figures") or {}).items():
             if len(figures.setdefault(name, [])) < limit:
-                figures[name].append((str(root / rel), f"{r['index']} {r['name']}: {r['target_name']}"))
+                figures[name].append((str(root / rel), sample_caption(r)))
     curves = {k: v for k, v in (curves or {}).items() if v}
     for logger in loggers:
         if isinstance(logger, WandbLogger):

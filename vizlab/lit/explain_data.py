@@ -48,21 +48,17 @@ def collate_loaded(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class SkipEmptyBatches:
-    """Iterates a DataLoader but leaves out batches without an "image" (every clip was skipped);
-    records the names of all skipped clips in `skipped`. len() is the DataLoader's (an upper bound)."""
+    """Iterates a DataLoader but leaves out batches without an "image" (every clip was skipped).
+    len() is the DataLoader's (an upper bound)."""
 
     def __init__(self, loader: DataLoader) -> None:
         self.loader = loader
-        self.skipped: list[str] = []
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for batch in self.loader:
-            self.skipped += batch.get("skipped", [])
-            if "image" in batch:
-                yield batch
+        return (batch for batch in self.loader if "image" in batch)
 
 
 class UnpaddedDistributedSampler(Sampler[int]):
@@ -82,26 +78,20 @@ class ExplainDataModule(pl.LightningDataModule):
     """Wraps a dataset for `trainer.test`; batches of dicts with "image", "label", "name", "index"
     (and "skipped" when clips failed to load). Defaults: batch_size 8, num_workers 0.
 
-    After the test, `skipped` lists the clips this process skipped while loading (skip_bad).
+    Which clips were skipped is derived afterwards from the records (`vizlab.tasks.explain.
+    skipped_samples`: the indices with no record), which also covers DDP ranks.
     """
 
     def __init__(self, dataset: Dataset, batch_size: int = 8, num_workers: int = 0) -> None:
         super().__init__()
         self.dataset = IndexedDataset(dataset)
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.loaders: list[SkipEmptyBatches] = []
-
-    @property
-    def skipped(self) -> list[str]:
-        return [name for loader in self.loaders for name in loader.skipped]
 
     def test_dataloader(self) -> SkipEmptyBatches:
         trainer = self.trainer
         world = trainer.world_size if trainer is not None else 1
         rank = trainer.global_rank if trainer is not None else 0
         sampler = UnpaddedDistributedSampler(len(self.dataset), rank, world)
-        loader = SkipEmptyBatches(DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler,
-                                             num_workers=self.num_workers, persistent_workers=False,
-                                             collate_fn=collate_loaded, pin_memory=torch.cuda.is_available()))
-        self.loaders.append(loader)
-        return loader
+        return SkipEmptyBatches(DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler,
+                                           num_workers=self.num_workers, persistent_workers=False,
+                                           collate_fn=collate_loaded, pin_memory=torch.cuda.is_available()))
