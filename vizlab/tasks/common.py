@@ -1,4 +1,4 @@
-"""Helpers shared by tasks: device selection, thread count."""
+"""Helpers shared by tasks: device selection, thread count, task option checks."""
 
 from __future__ import annotations
 
@@ -33,3 +33,11 @@ def trainer_hardware(hardware: DictConfig) -> dict:
     accel = hardware.get("accelerator", "cpu")
     return {"accelerator": "gpu" if accel in ("gpu", "cuda") else accel, "devices": hardware.get("devices", 1),
             "strategy": hardware.get("strategy", "auto"), "precision": hardware.get("precision") or "32-true"}
+
+
+def positive_int(task: DictConfig, key: str) -> int:
+    """task.<key> if it is an integer >= 1, else ConfigError naming it."""
+    value = task.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"task.{key} must be an integer >= 1, got {value!r}.")
+    return value

@@ -54,7 +54,7 @@ from vizlab.models.synthetic import (
 )
 from vizlab.models.wrapper import ModelInfo
 from vizlab.models.zoo import load_state, read_checkpoint
-from vizlab.tasks.common import resolve_device, trainer_hardware
+from vizlab.tasks.common import positive_int, resolve_device, trainer_hardware
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -81,13 +81,6 @@ RECIPES: dict[str, Recipe] = {
                          lambda n, seed: make_motion_split(n, MOTION_CNN_INFO.input_size, MOTION_CNN_INFO.frames,
                                                            seed, MOTION_CLASSES), False),
 }
-
-
-def _positive(task: DictConfig, key: str) -> int:
-    value = task.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"task.{key} must be an integer >= 1, got {value!r}.")
-    return value
 
 
 def command_line_groups() -> set[str]:
@@ -180,7 +173,7 @@ def check_config(cfg: DictConfig) -> Recipe:
                           f"got model.num_classes={cfg.model.num_classes}.")
     task = cfg.task
     for key in ("epochs", "batch_size", "num_train", "num_val"):
-        _positive(task, key)
+        positive_int(task, key)
     if task.num_train < task.batch_size:
         raise ConfigError(f"task.num_train ({task.num_train}) must be >= task.batch_size ({task.batch_size}).")
     if not task.lr > 0:

@@ -57,7 +57,7 @@ from vizlab.models.hrcam import (
 )
 from vizlab.models.synthetic import save_state
 from vizlab.models.zoo import read_checkpoint
-from vizlab.tasks.common import resolve_device, trainer_hardware
+from vizlab.tasks.common import positive_int, resolve_device, trainer_hardware
 
 DATASETS = ("synthetic_shapes", "image_folder")
 ARCH_KEYS = ("input_size", "growth", "layers_per_block", "blocks", "init_filters", "aux_channels", "raw_pixels")
@@ -65,13 +65,6 @@ MONITOR = {"half": ("val/acc", "max"), "full": ("val/loss", "min")}
 
 
 # --- checks -----------------------------------------------------------------------------------
-def _positive(task: DictConfig, key: str) -> int:
-    value = task.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"task.{key} must be an integer >= 1, got {value!r}.")
-    return value
-
-
 def check_task(cfg: DictConfig) -> None:
     """Everything about task.* and the dataset that can be checked before any work."""
     task = cfg.task
@@ -80,10 +73,10 @@ def check_task(cfg: DictConfig) -> None:
                           f"dataset=image_folder (root/train, root/test); got dataset={cfg.dataset.name}. "
                           "For the CPU recipe add experiment=hrcam_shapes.")
     for key in ("epochs", "batch_size"):
-        _positive(task, key)
+        positive_int(task, key)
     if cfg.dataset.name == "synthetic_shapes":
         for key in ("num_train", "num_val"):
-            _positive(task, key)
+            positive_int(task, key)
         if task.num_train < task.batch_size:
             raise ConfigError(f"task.num_train ({task.num_train}) must be >= task.batch_size ({task.batch_size}).")
     elif not cfg.dataset.get("root"):
