@@ -20,6 +20,7 @@ from vizlab.methods.base import (
     upsample,
 )
 from vizlab.methods.hooks import capture_layer
+from vizlab.methods.registry import register
 
 Temporal = Literal["pooled", "per_frame"]
 
@@ -57,6 +58,7 @@ class _LayerMethod(AttributionMethod):
         return f"{type(self).__name__}(layer={self.layer_name!r})"
 
 
+@register
 class GradCAM(_LayerMethod):
     """Grad-CAM (Selvaraju et al. 2017): ReLU(Σ_c w_c · A_c), w_c = mean of ∂y_t/∂A_c.
 
@@ -97,6 +99,7 @@ class GradCAM(_LayerMethod):
         return self.finish(raw, x, t, logits)
 
 
+@register
 class CAM(_LayerMethod):
     """Class Activation Mapping (Zhou et al. 2016) for GAP + FC networks: Σ_c W[t, c] · A_c.
 

@@ -24,8 +24,10 @@ from collections.abc import Sequence
 from torch import nn
 
 from vizlab.methods.perturbation.method import PerturbationMethod
+from vizlab.methods.registry import register
 
 
+@register
 class ExtremalPerturbation(PerturbationMethod):
     """Image extremal perturbation, batched over images and areas. Input (N, C, H, W).
 

@@ -25,6 +25,7 @@ from vizlab.methods.base import (
     resolve_target,
     target_score,
 )
+from vizlab.methods.registry import register
 
 Polarity = Literal["positive", "negative", "both"]
 POLARITIES = ("positive", "negative", "both")
@@ -88,6 +89,7 @@ class _GradientMethod(AttributionMethod):
         return f"{type(self).__name__}(polarity={self.polarity!r})"
 
 
+@register
 class Gradients(_GradientMethod):
     """Vanilla gradients (Simonyan et al. 2014): ∂y_t/∂x. One forward + backward per sample."""
 
@@ -100,6 +102,7 @@ class Gradients(_GradientMethod):
         return Explanation(self.to_map(attr), attr, t, logits)
 
 
+@register
 class GradientsXInput(Gradients):
     """Gradients × Input (Shrikumar et al. 2016): x ⊙ ∂y_t/∂x (x in normalised space)."""
 
@@ -144,6 +147,7 @@ def make_baseline(model: nn.Module, x: torch.Tensor, baseline: BaselineSpec) -> 
     raise ConfigError(f"baseline must be 'black', 'zeros', a number or a tensor; got {baseline!r}.")
 
 
+@register
 class IntegratedGradients(_GradientMethod):
     """Integrated Gradients (Sundararajan et al. 2017).
 
@@ -182,6 +186,7 @@ class IntegratedGradients(_GradientMethod):
         return Explanation(self.to_map(attr), attr, t, logits, {"delta": delta.detach()})
 
 
+@register
 class SmoothGrad(_GradientMethod):
     """SmoothGrad (Smilkov et al. 2017): gradients averaged over noisy copies of x.
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from vizlab.errors import ConfigError
 from vizlab.methods.base import AttributionMethod, Explanation, Target, minmax, resolve_target, upsample
+from vizlab.methods.registry import register
 
 STAGES = ("low", "high", "refined")
 
@@ -46,6 +47,7 @@ def hrcam_network(model: nn.Module) -> nn.Module:
     return net
 
 
+@register
 class HRCAM(AttributionMethod):
     """HR-CAM low / high / refined maps of the explained class (see the module docstring)."""
 

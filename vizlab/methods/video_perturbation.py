@@ -35,6 +35,7 @@ from vizlab.errors import ConfigError
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
 from vizlab.methods.perturbation.method import PerturbationMethod, check_choice, check_number
 from vizlab.methods.perturbation.objectives import CORE_SHAPES, CoreLoss
+from vizlab.methods.registry import register
 
 
 def seed_sigma(width: int) -> float:
@@ -76,6 +77,7 @@ class _VideoPerturbation(PerturbationMethod):
         return self.areas
 
 
+@register
 class EP2D(_VideoPerturbation):
     """2D-EP: per-frame extremal perturbation — every frame's mask keeps area a.
 
@@ -88,6 +90,7 @@ class EP2D(_VideoPerturbation):
     area_mode = "per_frame"
 
 
+@register
 class EP3D(_VideoPerturbation):
     """3D-EP: the clip's masks together keep area a (free to move mass between frames). Defaults as EP2D."""
 
@@ -95,6 +98,7 @@ class EP3D(_VideoPerturbation):
     area_mode = "global"
 
 
+@register
 class STEP(_VideoPerturbation):
     """STEP (spatio-temporal extremal perturbation): 3D-EP plus a smoothness ("core") term.
 

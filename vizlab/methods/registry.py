@@ -1,0 +1,54 @@
+"""The method registry: every attribution method registers itself with `@register`.
+
+    @register
+    class MyMethod(AttributionMethod):
+        name = "my_method"
+
+`vizlab.methods` imports every method module, so importing it fills REGISTRY; the CLI, the
+config tests, the sweeps and the README's method table all read the list from here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from vizlab.errors import ConfigError, unknown_choice
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vizlab.methods.base import AttributionMethod
+
+REGISTRY: dict[str, type[AttributionMethod]] = {}
+M = TypeVar("M", bound=type)
+
+
+def register(cls: M) -> M:
+    """Class decorator: add a method to the registry under `cls.name` (names must be unique)."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name or name == "base":
+        raise TypeError(f"{cls.__name__} needs a class attribute `name` to be registered.")
+    if name in REGISTRY and REGISTRY[name] is not cls:
+        raise TypeError(f"Method name {name!r} is taken by {REGISTRY[name].__name__}.")
+    REGISTRY[name] = cls
+    return cls
+
+
+def available_methods() -> list[str]:
+    return sorted(REGISTRY)
+
+
+def method_parameters(name: str) -> dict[str, Any]:
+    """The keyword options of method `name` with their defaults."""
+    if name not in REGISTRY:
+        raise unknown_choice("method", name, REGISTRY)
+    sig = inspect.signature(REGISTRY[name].__init__)
+    return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "model")}
+
+
+def build(name: str, model: Any, **options: Any) -> AttributionMethod:
+    """Instantiate method `name` for `model`; unknown options raise a ConfigError listing valid ones."""
+    valid = method_parameters(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"Method {name!r} has no option(s) {unknown}. Valid options: {sorted(valid)}.")
+    return REGISTRY[name](model, **options)
