@@ -28,7 +28,13 @@ import torch
 from vizlab.errors import ConfigError
 from vizlab.pyramid.graph import Graph, Op, Operand
 
-Slot = tuple[int, Operand | None]  # (call index, operand read before the call, or None: the call's result)
+Slot = tuple[int, Operand | None]
+# ops allowed between the classifier and the logits: linear in the classifier's output
+LINEAR_HEAD = frozenset({"mean", "sum", "avg_pool1d", "avg_pool2d", "avg_pool3d", "adaptive_avg_pool1d",
+                         "adaptive_avg_pool2d", "adaptive_avg_pool3d", "flatten", "view", "reshape", "squeeze",
+                         "unsqueeze", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
+                         "feature_alpha_dropout", "contiguous", "clone", "to", "float", "__getitem__", "mul", "div",
+                         "__mul__", "__rmul__", "__truediv__", "true_divide"})  # (call index, operand read before the call, or None: the call's result)
 
 
 @dataclass(frozen=True)
@@ -99,13 +105,13 @@ def find_head(graph: Graph) -> Head:
     map it pools; ConfigError if the logits do not come from a linear or conv classifier."""
     node = graph.output_node
     op = graph.producer(node)
-    while op is not None and op.kind == "pass":
+    while op is not None and op.kind == "pass" and op.func in LINEAR_HEAD:
         node = op.inputs[0].node
         op = graph.producer(node)
     if op is None or op.kind not in ("linear", "conv"):
         raise ConfigError("The pyramid needs the logits to come from a classifier layer (nn.Linear or a 1×1 conv) "
-                          "applied to globally pooled features; this network's logits come from "
-                          f"{'the input' if op is None else repr(op.func)}.")
+                          "on globally pooled features, followed by linear ops only (pooling, flatten, dropout); "
+                          f"this network's logits come from {'the input' if op is None else repr(op.func)}.")
     slot = (op.index, op.inputs[0])
     feature, map_slot = op.inputs[0].node, slot
     node = feature
