@@ -395,4 +395,4 @@ def test_bad_input_and_non_classifier_heads(tiny2d):
 def test_method_config_matches_the_class_and_network_defaults():
     cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "method" / "pyramid.yaml"))
     assert cfg.pop("name") == "pyramid" and cfg == method_parameters("pyramid")
-    assert ClassFeaturePyramid(vizlab.load_model("efficientnet_lite0")).threshold == 0.6
+    assert ClassFeaturePyramid(TwoBranchNet()).threshold == 0.6 and ClassFeaturePyramid(TwoBranchNet()).depth == 3

@@ -118,10 +118,15 @@ def find_head(graph: Graph) -> Head:
     inner_op = graph.producer(node)
     while inner_op is not None and inner_op.kind == "pass":
         inner = inner_op.inputs[0].node
-        if _per_channel(graph.shape(inner)) > _per_channel(graph.shape(node)):
+        larger = _per_channel(graph.shape(inner)) > _per_channel(graph.shape(node))
+        if larger or (len(graph.shape(feature)) < 3 <= len(graph.shape(inner))):
             feature, map_slot = inner, (inner_op.index, inner_op.inputs[0])
         node = inner
         inner_op = graph.producer(node)
+    if len(graph.shape(feature)) < 3:
+        raise ConfigError(f"The pyramid needs the classifier ({op.module}) to read globally pooled feature maps "
+                          "(N, C, *S); this network's classifier reads a vector made by another layer "
+                          "(e.g. a VGG-style fully connected head), which has no kernels to trace.")
     return Head(op, slot, feature, map_slot)
 
 

@@ -53,9 +53,9 @@ def sample_record(batch: dict[str, Any], i: int, result: PyramidResult, model, f
         "predicted": pred, "predicted_name": model.class_name(pred), "predicted_prob": float(probs[pred]),
         "seconds": sum(seconds.values()) / n, "metrics": {},
         "details": {"nodes": 1 + sum(sizes), "level_sizes": sizes, **ms},
-        "files": [*files["tubes"], files["nested"], files["graph"], *([files["html"]] if "html" in files else []),
-                  files["figure"]],
-        "figures": {"pyramid": files["figure"]}, "pyramid": {k: v for k, v in files.items() if k != "tubes"},
+        "files": [*(f for f in files["tubes"] if "/node_0000_" in f), files["nested"], files["graph"],
+                  *([files["html"]] if "html" in files else []), files["figure"]],  # the class tube first (log_media)
+        "figures": {"pyramid": files["figure"]}, "pyramid": files,
     }
 
 
