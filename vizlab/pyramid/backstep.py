@@ -72,9 +72,16 @@ def _lexsort(*keys: torch.Tensor) -> torch.Tensor:
 
 
 def mean_kernel(plan: Plan, op: int) -> torch.Tensor:
-    """k̄ of layer `op`: (C_out, C_in / groups) weight averaged over the kernel window (linear: W)."""
-    weight = plan.graph.ops[op].weight.float()
-    return weight.flatten(2).mean(2) if weight.dim() > 2 else weight
+    """k̄ of layer `op`: (C_out, C_in / groups) weight averaged over the kernel window (linear: W).
+    Kept on the plan while the weight is unchanged (its version counter, bumped by in-place updates)."""
+    weight = plan.graph.ops[op].weight
+    cached = plan.kbar.get(op)
+    if cached is not None and cached[0] == weight._version:
+        return cached[1]
+    weight = weight.float()
+    kbar = weight.flatten(2).mean(2) if weight.dim() > 2 else weight
+    plan.kbar[op] = (plan.graph.ops[op].weight._version, kbar)
+    return kbar
 
 
 def dense_rows(kbar: torch.Tensor, kernels: torch.Tensor, groups: int, inflate: bool) -> torch.Tensor:
@@ -91,25 +98,17 @@ def dense_rows(kbar: torch.Tensor, kernels: torch.Tensor, groups: int, inflate: 
     return dense.flatten(1)
 
 
-def shares(plan: Plan, cand: Candidates, gaps: dict) -> torch.Tensor:
+def shares(ctx: Context, cand: Candidates) -> torch.Tensor:
     """(N, L) each candidate's share of the input channel it feeds (1 without sums on its path)."""
+    n, device = ctx.logits.shape[0], ctx.logits.device
     parts = []
     for src in cand.sources:
         total = None
         for chain in src.chains:
-            share = None
-            for f in chain:
-                means = [gaps[(f.add, o)][:, f.shift:f.shift + src.channels].abs() for o in plan.graph.ops[f.add].inputs]
-                den = torch.stack(means).sum(0)
-                part = torch.where(den > 0, means[f.slot] / den.clamp_min(1e-30), 1.0 / len(means))
-                share = part if share is None else share * part
+            share = ctx.chain_share(chain, src.channels)
             if share is not None:
                 total = share if total is None else total + share
-        parts.append(total)
-    n = next(iter(gaps.values())).shape[0] if gaps else 1
-    device = cand.x_index.device
-    parts = [torch.ones(n, s.channels, device=device) if p is None else p for p, s in zip(parts, cand.sources,
-                                                                                        strict=True)]
+        parts.append(torch.ones(n, src.channels, device=device) if total is None else total)
     return torch.cat(parts, 1) if parts else torch.ones(n, 0, device=device)
 
 
@@ -138,22 +137,44 @@ def choose(r: torch.Tensor, threshold: float, top_k: int | None) -> torch.Tensor
 
 
 class Context:
-    """What one batch's back-step reads: the recorded means, the targets' logits, cached k̄ and shares."""
+    """What one batch's back-step reads: the recorded means and the logits, plus what it derives from them
+    once — each sum's operand fractions, the products of fractions along shortcut chains (shared by
+    every source further down the chain) and each parent's shares."""
 
     def __init__(self, plan: Plan, gaps: dict, logits: torch.Tensor) -> None:
         self.plan, self.gaps, self.logits = plan, gaps, logits
-        self._kbar: dict[int, torch.Tensor] = {}
+        self._fractions: dict[int, list[torch.Tensor]] = {}
+        self._chains: dict[tuple, torch.Tensor | None] = {}
         self._shares: dict[tuple[int, int], torch.Tensor] = {}
 
     def kbar(self, op: int) -> torch.Tensor:
-        if op not in self._kbar:
-            self._kbar[op] = mean_kernel(self.plan, op)
-        return self._kbar[op]
+        return mean_kernel(self.plan, op)
+
+    def fraction(self, add: int) -> list[torch.Tensor]:
+        """Per operand of sum `add`: |its mean| / Σ |every operand's mean|, (N, C) (equal split where all are 0)."""
+        if add not in self._fractions:
+            means = torch.stack([self.gaps[(add, o)].abs() for o in self.plan.graph.ops[add].inputs])
+            den = means.sum(0)
+            parts = torch.where(den > 0, means / den.clamp_min(1e-30), 1.0 / means.shape[0])
+            self._fractions[add] = list(parts)
+        return self._fractions[add]
+
+    def chain_share(self, chain: tuple, channels: int) -> torch.Tensor | None:
+        """(N, channels) product of the fractions along `chain` (None for an empty chain), memoised by prefix."""
+        if not chain:
+            return None
+        key = (chain, channels)
+        if key not in self._chains:
+            f = chain[-1]
+            part = self.fraction(f.add)[f.slot][:, f.shift:f.shift + channels]
+            head = self.chain_share(chain[:-1], channels)
+            self._chains[key] = part if head is None else head * part
+        return self._chains[key]
 
     def shares(self, cand: Candidates) -> torch.Tensor:
         key = (cand.level, cand.op)
         if key not in self._shares:
-            self._shares[key] = shares(self.plan, cand, self.gaps)
+            self._shares[key] = shares(self, cand)
         return self._shares[key]
 
 

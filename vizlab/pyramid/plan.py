@@ -184,6 +184,7 @@ class Plan:
     strict: bool
     levels: list[list[LevelLayer]]
     candidates: dict[tuple[int, int], Candidates]
+    kbar: dict[int, tuple[int, torch.Tensor]] = field(default_factory=dict)  # op → (weight version, k̄)
 
     def record_slots(self) -> dict[int, list[tuple[Operand | None, bool]]]:
         """call index → [(slot, keep_map)] for the `Recorder`."""
