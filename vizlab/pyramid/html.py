@@ -114,8 +114,8 @@ def graph_page(flat: dict[str, Any], thumbnails: dict[int, bytes] | None = None,
         gallery.append(f'<figure id="node-{node["id"]}">{img}<figcaption>level {node["level"]} · '
                        f'{html.escape(node["layer"])} · kernel {node["kernel"]} · {node["children"]} children'
                        "</figcaption></figure>")
-    settings = ", ".join(f"{k} {html.escape(str(flat.get(k)))}" for k in ("model", "threshold", "depth", "top_k",
-                                                                           "strict_original", "weighted"))
+    settings = ", ".join(f"{k} {html.escape(json.dumps(flat.get(k)))}" for k in ("model", "threshold", "depth",
+                                                                                  "top_k", "strict_original", "weighted"))
     payload = json.dumps(data).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
