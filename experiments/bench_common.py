@@ -56,9 +56,10 @@ def synchronize(device: torch.device | None) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_call(fn: Callable[[], object], repeats: int, warmup: int,
-              device: torch.device | None = None) -> float:
-    """Median wall time of `fn()` in seconds over `repeats` calls, after `warmup` untimed calls."""
+def time_call(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device | None = None,
+              statistic: Callable[[list[float]], float] = statistics.median) -> float:
+    """Median (or `statistic`, e.g. min) wall time of `fn()` in seconds over `repeats` calls, after `warmup`
+    untimed calls."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -68,7 +69,7 @@ def time_call(fn: Callable[[], object], repeats: int, warmup: int,
         fn()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistic(times)
 
 
 def load_average() -> str:

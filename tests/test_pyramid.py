@@ -271,7 +271,7 @@ def test_mfnet_units_are_traced_to_x_plus_h_and_grouped_conv_m2():
     except in a stage's first unit, and the back-step from a grouped conv_m2 kernel selects conv_m1 kernels of
     its own fibre only."""
     model = vizlab.load_model("mfnet", num_classes=5)
-    x = torch.randn(1, 3, 16, 32, 32)
+    x = torch.randn(1, 3, 8, 32, 32)
     result = ClassFeaturePyramid(model, threshold=0.3, depth=3)(x)
     graph = result.plan.graph
     m1 = conv_named(graph, "conv5.B02.conv_m1.conv")
@@ -297,14 +297,14 @@ def test_i3d_class_level_spans_the_four_mixed_5c_branches():
     """I3D's classifier (a 1×1×1 conv on pooled features) reads Mixed_5c's concatenation: level 1 holds its four
     branch outputs at the concatenation's offsets; level 2 the 1×1×1 units inside Mixed_5c and Mixed_5b's outputs."""
     model = vizlab.load_model("i3d", num_classes=5)
-    result = ClassFeaturePyramid(model)(torch.randn(1, 3, 16, 32, 32))
+    result = ClassFeaturePyramid(model)(torch.randn(1, 3, 8, 32, 32))
     assert result.settings["threshold"] == 0.65 and result.settings["depth"] == 2  # the README's row
     assert [(layer.name, layer.offset) for layer in result.plan.levels[1]] == [
         ("Mixed_5c.b0.conv3d", 0), ("Mixed_5c.b1b.conv3d", 384), ("Mixed_5c.b2b.conv3d", 768),
         ("Mixed_5c.b3b.conv3d", 896)]
     assert {layer.name for layer in result.plan.levels[2]} >= {"Mixed_5c.b1a.conv3d", "Mixed_5c.b2a.conv3d",
                                                                "Mixed_5b.b0.conv3d", "Mixed_5b.b3b.conv3d"}
-    assert result.saliency.shape == (1, 16, 32, 32)
+    assert result.saliency.shape == (1, 8, 32, 32)
 
 
 # ----------------------------------------------------------------------------- JSON, tubes, contract
