@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -51,6 +54,22 @@ def predicted_targets(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def synchronize(device: torch.device | None) -> None:
     if device is not None and device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def time_call(fn: Callable[[], object], repeats: int, warmup: int, device: torch.device | None = None,
+              statistic: Callable[[list[float]], float] = statistics.median) -> float:
+    """Median (or `statistic`, e.g. min) wall time of `fn()` in seconds over `repeats` calls, after `warmup`
+    untimed calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistic(times)
 
 
 def load_average() -> str:

@@ -37,15 +37,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
 
 import torch
-from bench_common import IMAGE_NAMES, cpu_model, load_images, pick_device, predicted_targets, synchronize, verdict
+from bench_common import (
+    IMAGE_NAMES,
+    cpu_model,
+    load_images,
+    pick_device,
+    predicted_targets,
+    time_call,
+    verdict,
+)
 from torch import nn
 
 import vizlab
@@ -88,21 +94,6 @@ def environment_line(args: argparse.Namespace, device: torch.device) -> str:
 
 # --- inputs ------------------------------------------------------------------------------------
 # --- timing ------------------------------------------------------------------------------------
-def time_call(fn: Callable[[], object], repeats: int, warmup: int,
-              device: torch.device | None = None) -> float:
-    """Median wall time of `fn()` in seconds over `repeats` calls, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 @contextmanager
 def parameter_grads(model: nn.Module, enabled: bool) -> Iterator[None]:
     """Temporarily set requires_grad on every parameter; restore flags and drop .grad afterwards."""

@@ -27,12 +27,11 @@ Run:
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from bench_common import cpu_model, load_average, load_images, pick_device, synchronize
+from bench_common import cpu_model, load_average, load_images, pick_device, time_call
 
 from vizlab.models.hrcam import FullModel, HalfModel, HRCAMConfig, model_memory_usage, transfer_half_weights
 
@@ -44,15 +43,8 @@ CONFIGS = {
 
 
 def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    synchronize(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return min(times)
+    """Fastest of `repeats` calls after one warm-up."""
+    return time_call(fn, repeats, 1, device, statistic=min)
 
 
 def train_step(net: HalfModel, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, stage: str) -> None:

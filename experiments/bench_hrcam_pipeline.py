@@ -17,16 +17,14 @@ Run:
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import cpu_model, load_average, load_images, pick_device, synchronize  # noqa: E402
+from bench_common import cpu_model, load_average, load_images, pick_device, time_call  # noqa: E402
 
 from vizlab.hrcam import pipeline as P  # noqa: E402
 from vizlab.hrcam.regions import fill_holes, grow_from_seeds  # noqa: E402
@@ -53,15 +51,7 @@ def synthetic_cams(batch: int, size: int, device: torch.device | str = "cpu", lo
 
 def _time(fn, repeats: int, device: torch.device) -> float:
     """Median seconds of `repeats` calls after one warm-up."""
-    fn()
-    synchronize(device)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        synchronize(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+    return time_call(fn, repeats, 1, device)
 
 
 def time_pipeline(batch: int = 8, size: int = 224, repeats: int = 5, params: P.PipelineParams | None = None,
