@@ -10,13 +10,14 @@ this package imports them all.
 from __future__ import annotations
 
 from vizlab.methods.base import AttributionMethod, Explanation
-from vizlab.methods.cam import CAM, GradCAM
+from vizlab.methods.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+from vizlab.methods.cam_activation import EigenCAM, ScoreCAM
 from vizlab.methods.extremal import ExtremalPerturbation
 from vizlab.methods.gradients import Gradients, GradientsXInput, IntegratedGradients, SmoothGrad
 from vizlab.methods.hrcam import HRCAM
 from vizlab.methods.registry import REGISTRY, available_methods, build, method_parameters, register
 from vizlab.methods.video_perturbation import EP2D, EP3D, STEP
 
-__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "REGISTRY", "STEP", "AttributionMethod", "Explanation",
-           "ExtremalPerturbation", "GradCAM", "Gradients", "GradientsXInput", "IntegratedGradients", "SmoothGrad",
-           "available_methods", "build", "method_parameters", "register"]
+__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "REGISTRY", "STEP", "AttributionMethod", "EigenCAM", "Explanation",
+           "ExtremalPerturbation", "GradCAM", "GradCAMPlusPlus", "Gradients", "GradientsXInput", "IntegratedGradients", "LayerCAM",
+           "ScoreCAM", "SmoothGrad", "XGradCAM", "available_methods", "build", "method_parameters", "register"]
