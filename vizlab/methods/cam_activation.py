@@ -77,10 +77,18 @@ class ScoreCAM(_ChannelWeightCAM):
 
 def principal_projection(rows: torch.Tensor) -> torch.Tensor:
     """(G, P, C) activations of P positions → (G, P) projection of the centred rows on their first
-    principal direction, flipped where |min| > |max| (Seg-Eigen-CAM's sign correction, eq. 13)."""
+    principal direction, flipped where |min| > |max| (Seg-Eigen-CAM's sign correction, eq. 13).
+
+    The direction comes from the eigendecomposition of the smaller Gram matrix (P × P or C × C,
+    float64): the same projection as the SVD, O·v₁ = σ₁·u₁, at a fraction of a batched SVD's cost.
+    """
     centred = (rows - rows.mean(1, keepdim=True)).double()
-    _, _, vh = torch.linalg.svd(centred, full_matrices=False)
-    proj = (centred @ vh[:, 0, :, None])[..., 0]  # (G, P)
+    if centred.shape[1] <= centred.shape[2]:  # O Oᵀ = U Σ² Uᵀ: projection = σ₁ u₁
+        values, vectors = torch.linalg.eigh(centred @ centred.transpose(1, 2))
+        proj = vectors[..., -1] * values[..., -1:].clamp_min(0).sqrt()
+    else:  # Oᵀ O = V Σ² Vᵀ: projection = O v₁
+        _, vectors = torch.linalg.eigh(centred.transpose(1, 2) @ centred)
+        proj = (centred @ vectors[..., -1:])[..., 0]
     flip = proj.min(1, keepdim=True).values.abs() > proj.max(1, keepdim=True).values.abs()
     return torch.where(flip, -proj, proj).to(rows.dtype)
 
@@ -89,7 +97,7 @@ def principal_projection(rows: torch.Tensor) -> torch.Tensor:
 class EigenCAM(_ChannelWeightCAM):
     """Eigen-CAM (Muhammad & Yeasin 2020): the first principal component of the layer's activations.
 
-        O = A reshaped to (positions, channels), centred per channel;  O = U Σ Vᵀ;
+        O = A reshaped to (positions, channels), centred per channel;  O = U Σ Vᵀ (first component only);
         L = O · v_1  (the projection on the first right singular vector),  saliency = minmax(Up(ReLU(L))).
 
     Class-agnostic (the target is resolved but does not change the map) and gradient-free.
