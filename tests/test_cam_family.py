@@ -173,13 +173,13 @@ def test_per_frame_rule_equals_the_image_formula_on_each_frame(name, motion):
 def scorecam_reference(model, layer, x, target, per_frame=False):
     """One sample, one mask, one forward at a time: the Score-CAM algorithm written out."""
     maps = []
+    box: list[torch.Tensor] = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: box.append(out.detach().clone()) and None)
     for i in range(x.shape[0]):
         with torch.no_grad():
-            box = {}
-            handle = layer.register_forward_hook(lambda _m, _i, out: box.update(a=out.detach()))
+            box.clear()
             model(x[i:i + 1])
-            handle.remove()
-            acts = box["a"][0]  # (C, *S')
+            acts = box[0][0]  # (C, *S'), before the in-place ReLU that follows the layer
             frames = range(acts.shape[1]) if per_frame else [None]
             scores = torch.zeros(acts.shape[0], len(frames))
             for k in range(acts.shape[0]):
@@ -192,6 +192,7 @@ def scorecam_reference(model, layer, x, target, per_frame=False):
                 maps.append((w.view(*w.shape, 1, 1) * acts).sum(0))
             else:
                 maps.append((w.view(-1, *([1] * (acts.dim() - 1))) * acts).sum(0))
+    handle.remove()
     return torch.stack(maps)
 
 
@@ -252,3 +253,12 @@ def test_scorecam_localises_the_moving_object(motion):
     sal = vizlab.explain(model, x, labels, method="scorecam", batch_size=128)
     assert sal.shape == masks.shape
     assert pointing_hits(sal, masks, tolerance=3).mean() >= 0.55
+
+
+def test_gradient_free_capture_is_the_layer_output_even_before_an_in_place_relu(tiny2d):
+    """features.0 is a conv followed by ReLU(inplace=True): the captured map keeps its negatives."""
+    x = torch.randn(2, 3, 16, 16)
+    s = build("eigencam", tiny2d, layer="features.0").signals(x, None)
+    with torch.no_grad():
+        conv = tiny2d.features[0](x)
+    assert (conv < 0).any() and torch.allclose(s.acts, conv)
