@@ -2,7 +2,7 @@
 
 Every member reads one layer's feature map A (N, C, *S'), S' = (H', W') or (T', H', W'), and maps
 it to the signed layer-resolution map  L = Σ_c w_c · A_c  (`raw`); the saliency is
-minmax(upsample(ReLU(L))) at input resolution, in [0, 1]. `_LayerMethod.explain` does the shared
+minmax(upsample(ReLU(L))) at input resolution, in [0, 1]. `LayerMethod.explain` does the shared
 work: capture A (and, for gradient members, ∂y_t/∂A with the autograd graph starting at the layer,
 so the backward pass stops there), resolve the target, combine, upsample, normalise. A member
 implements `weights(s)` — channel weights (N, C, 1, ...) or a per-position map (N, C, *S') — or,
@@ -73,7 +73,7 @@ class LayerSignals:
     dims: tuple[int, ...]
 
 
-class _LayerMethod(AttributionMethod):
+class LayerMethod(AttributionMethod):
     """Shared pipeline of methods that read one layer's feature map.
 
     layer=None: the zoo model's default layer; for a plain nn.Module, the last module whose output
@@ -147,7 +147,10 @@ class _LayerMethod(AttributionMethod):
         return f"{type(self).__name__}(layer={self.layer_name!r})"
 
 
-class _ChannelWeightCAM(_LayerMethod):
+_LayerMethod = LayerMethod  # its earlier name
+
+
+class ChannelWeightCAM(LayerMethod):
     """A member with one weight per channel (per frame with temporal="per_frame")."""
 
     def __init__(self, model: nn.Module, layer: LayerSpec | None = None, temporal: Temporal = "pooled") -> None:
@@ -156,7 +159,7 @@ class _ChannelWeightCAM(_LayerMethod):
 
 
 @register
-class CAM(_LayerMethod):
+class CAM(LayerMethod):
     """Class Activation Mapping (Zhou et al. 2016) for GAP + FC networks: L = Σ_c W[t, c] · A_c.
 
     `layer` is the last feature map (the GAP input); `classifier` the final nn.Linear
@@ -200,7 +203,7 @@ TEMPORAL_NOTE = ("video: `temporal=pooled` (one weight per channel over T', H', 
 
 
 @register
-class GradCAM(_ChannelWeightCAM):
+class GradCAM(ChannelWeightCAM):
     """Grad-CAM (Selvaraju et al. 2017): L = ReLU(Σ_c w_c · A_c), w_c = mean over positions of ∂y_t/∂A_c.
 
     For video layers (N, C, T', H', W'), `temporal` chooses the weights:
@@ -224,7 +227,7 @@ class GradCAM(_ChannelWeightCAM):
 
 
 @register
-class GradCAMPlusPlus(_ChannelWeightCAM):
+class GradCAMPlusPlus(ChannelWeightCAM):
     """Grad-CAM++ (Chattopadhay et al. 2018, eq. 19 with the exponential score):
 
         g = ∂y_t/∂A,  α_c,ij = g_c,ij² / (2 g_c,ij² + Σ_ab A_c,ab · g_c,ij³),
@@ -247,7 +250,7 @@ class GradCAMPlusPlus(_ChannelWeightCAM):
 
 
 @register
-class XGradCAM(_ChannelWeightCAM):
+class XGradCAM(ChannelWeightCAM):
     """XGrad-CAM (Fu et al. 2020): w_c = Σ_ij (A_c,ij / Σ_ab A_c,ab) · ∂y_t/∂A_c,ij,  L = ReLU(Σ_c w_c A_c).
 
     Sums over `s.dims`. A channel whose activations sum to 0 gets weight 0 (pytorch-grad-cam adds
@@ -265,7 +268,7 @@ class XGradCAM(_ChannelWeightCAM):
 
 
 @register
-class LayerCAM(_LayerMethod):
+class LayerCAM(LayerMethod):
     """LayerCAM (Jiang et al. 2021): L = ReLU(Σ_c ReLU(∂y_t/∂A_c,ij) · A_c,ij).
 
     The weights are per position (a map, not one number per channel), so there is no temporal

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from vizlab.errors import ConfigError
 from vizlab.layers import LayerSpec
 from vizlab.methods.base import logits_of, minmax, upsample
-from vizlab.methods.cam import TEMPORAL_NOTE, LayerSignals, Temporal, _ChannelWeightCAM
+from vizlab.methods.cam import TEMPORAL_NOTE, ChannelWeightCAM, LayerSignals, Temporal
 from vizlab.methods.registry import register
 
 
@@ -25,7 +25,7 @@ def frame_units(acts: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class ScoreCAM(_ChannelWeightCAM):
+class ScoreCAM(ChannelWeightCAM):
     """Score-CAM (Wang et al. 2020, Algorithm 1): weights from masked forward passes, no gradients.
 
         H_k = minmax(Up(A_k))                   (each channel upsampled to the input and scaled to [0, 1])
@@ -94,7 +94,7 @@ def principal_projection(rows: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class EigenCAM(_ChannelWeightCAM):
+class EigenCAM(ChannelWeightCAM):
     """Eigen-CAM (Muhammad & Yeasin 2020): the first principal component of the layer's activations.
 
         O = A reshaped to (positions, channels), centred per channel;  O = U Σ Vᵀ (first component only);
