@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import synthetic_model
+from conftest import module_synthetic_model, synthetic_model
 from pytorch_grad_cam import EigenCAM as PGCEigenCAM
 from pytorch_grad_cam import GradCAMPlusPlus as PGCGradCAMPlusPlus
 from pytorch_grad_cam import LayerCAM as PGCLayerCAM
@@ -115,15 +115,11 @@ def test_scorecam_matches_pytorch_grad_cam_on_the_embedded_model(effnet, sample_
 @pytest.fixture(scope="module")
 def motion(request):
     """motion_cnn (trained) and 32 fresh clips with per-frame masks."""
-    monkeypatch = pytest.MonkeyPatch()
-    try:
-        model = synthetic_model(request, monkeypatch, "motion_cnn")
-        from vizlab.data.synthetic_motion import SyntheticMotion
+    from vizlab.data.synthetic_motion import SyntheticMotion
 
+    with module_synthetic_model(request, "motion_cnn") as model:
         batch = next(iter(DataLoader(SyntheticMotion(32, seed=777), batch_size=32)))
         yield model, model.normalize(batch["image"]), batch["label"], batch["mask"]
-    finally:
-        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("name", [*GRADIENT_VARIANTS, "eigencam"])

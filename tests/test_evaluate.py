@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import synthetic_model
+from conftest import module_synthetic_model
 from torch.utils.data import DataLoader
 
 import vizlab
@@ -17,14 +17,10 @@ def shapes(request):
     """shapes_cnn (trained), 8 fresh images with masks, and their Grad-CAM maps."""
     from vizlab.data.synthetic_shapes import SyntheticShapes
 
-    monkeypatch = pytest.MonkeyPatch()
-    try:
-        model = synthetic_model(request, monkeypatch, "shapes_cnn")
+    with module_synthetic_model(request, "shapes_cnn") as model:
         batch = next(iter(DataLoader(SyntheticShapes(8, seed=11), batch_size=8)))
         x = model.normalize(batch["image"])
         yield model, x, batch["label"], batch["mask"], vizlab.explain(model, x, batch["label"])
-    finally:
-        monkeypatch.undo()
 
 
 def test_deletion_insertion_per_sample_equals_the_metric_and_ranks_maps(shapes):
@@ -76,3 +72,20 @@ def test_bad_calls_raise_one_clear_error(tiny2d, call, error, match):
     args = {"x": torch.randn(2, 3, 16, 16), "saliency": torch.rand(2, 16, 16), "target": 1, **call}
     with pytest.raises(error, match=match):
         vizlab.evaluate(tiny2d, args.pop("x"), args.pop("saliency"), args.pop("target"), **args)
+
+
+def test_every_metric_reports_what_it_declares(tiny2d):
+    """needs_masks / summaries are what the explain loop, evaluate() and the sweep report read."""
+    from vizlab.metrics.build import METRICS, build_metric
+    from vizlab.viz.report import METRICS as REPORTED
+
+    x, sal = torch.randn(2, 3, 16, 16), torch.rand(2, 16, 16)
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, 4:9, 4:9] = True
+    for name, cls in METRICS.items():
+        metric = build_metric(name, tiny2d, **({"steps": 2} if cls.needs_model else {}))
+        assert metric.name == name
+        per_sample = metric.evaluate_batch(x, sal, torch.tensor([0, 1]), masks if cls.needs_masks else None)
+        assert all(v.shape == (2,) for v in per_sample.values())
+        assert set(metric.summary()) == {s.key for s in cls.summaries}
+        assert {s.key for s in cls.summaries} <= {m.key for m in REPORTED}  # energy_pointing was missing once
