@@ -22,8 +22,8 @@ setup: $(STAMP)  ## create .venv (torch 2.14.1 + vizlab editable with test extra
 run: setup  ## explain the embedded sample images with Grad-CAM on EfficientNet-Lite0 (ARGS="method=... model=...")
 	$(PY) run.py $(ARGS)
 
-sweep: setup  ## example sweep: every gradient/CAM method on the default model
-	$(PY) run.py -m method=cam,gradcam,gradients,grad_x_input,integrated_gradients,smoothgrad $(ARGS)
+sweep: setup  ## example sweep: every gradient/CAM method on the default model (the list comes from the registry)
+	$(PY) run.py -m method=$$($(PY) -m vizlab.cli methods --sweep image cam,gradient) $(ARGS)
 
 sysdeps:  ## system packages the tests need (Debian chromium for the HTML report test)
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

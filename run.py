@@ -3,6 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
+from vizlab.resolvers import register_resolvers
+
+register_resolvers()  # ${vizlab.methods:...} in conf/experiment/*.yaml
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:

@@ -17,6 +17,13 @@ input per image, so its limit is N · steps rows of forward + backward, measured
 "× fwd+bwd" compares with steps × row 2 instead (forward + backward at batch N): on small CPUs a
 smaller batch is often cheaper per row (cache), so that column shows what a smaller chunk would give.
 
+The CAM family (section "family"): Grad-CAM++, XGrad-CAM and LayerCAM need exactly Grad-CAM's
+signals, so their limit is the same forward + backward to the layer; Eigen-CAM needs one forward
+(limit: a no-grad forward). Each is checked against pytorch-grad-cam's counterpart (Pearson of the
+final maps) and timed against it. Score-CAM (section "scorecam") needs N·C masked forward passes
+(C = channels of the layer); its limit is those forwards alone, at the same batch size, on
+inputs built beforehand — reported as masked forwards per second.
+
 Peers: Captum (LayerGradCam + LayerAttribution.interpolate to input size, IntegratedGradients) and
 pytorch-grad-cam (GradCAM with ClassifierOutputTarget). pytorch-grad-cam calls `loss.backward()`,
 so it only works with parameters that require grad; they are unfrozen for that peer alone.
@@ -31,6 +38,7 @@ when it is above 1, since concurrent jobs (tests, other benchmarks) skew every r
 Run:
     make bench                       # every benchmark script, with its defaults
     .venv/bin/python experiments/bench_gradient_methods.py --batch 8 --threads 2   # this one, with options
+    .venv/bin/python experiments/bench_gradient_methods.py --sections family,scorecam --scorecam-images 1
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ import vizlab
 
 IG_CHUNK = 32  # rows per forward + backward inside both IG implementations (and the IG limit)
 GOAL_VS_FWD_BWD = 1.15
+SECTIONS = ("gradcam", "ig", "family", "scorecam")
+FAMILY = {"gradcampp": "GradCAMPlusPlus", "xgradcam": "XGradCAM", "layercam": "LayerCAM", "eigencam": "EigenCAM"}
 
 
 # --- command line and environment --------------------------------------------------------------
@@ -71,8 +81,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ig-steps", type=int, default=25, help="Integrated Gradients Riemann steps")
     p.add_argument("--model", default="efficientnet_lite0", help="vizlab zoo model")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda is used only if available")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--scorecam-images", type=int, default=1, help="images per Score-CAM call (N·C masked forwards)")
+    p.add_argument("--scorecam-batch", type=int, default=32, help="masked inputs per forward (both implementations)")
     args = p.parse_args(argv)
-    for name in ("batch", "threads", "repeats", "ig_steps"):
+    args.sections = [x for x in args.sections.split(",") if x]
+    if set(args.sections) - set(SECTIONS):
+        p.error(f"--sections: unknown {sorted(set(args.sections) - set(SECTIONS))}; choose from {SECTIONS}")
+    for name in ("batch", "threads", "repeats", "ig_steps", "scorecam_images", "scorecam_batch"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
@@ -184,6 +200,74 @@ def time_pytorch_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, t
         return time_call(lambda: cam(input_tensor=x, targets=targets), repeats, warmup, device)
 
 
+def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
+                     device: torch.device | None = None) -> dict[str, tuple[float, float]]:
+    """{name: (median wall s, median process-CPU s)} with the calls taken round-robin (a, b, c, a, b, c, ...),
+    so that a machine whose load changes during the run slows every row alike. On a shared CPU the
+    process CPU time (all threads) is the steadier measure; on an idle one both agree up to the thread count."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            synchronize(device)
+            w, c = time.perf_counter(), time.process_time()
+            fn()
+            synchronize(device)
+            wall[name].append(time.perf_counter() - w)
+            cpu[name].append(time.process_time() - c)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def pgc_class(name: str) -> type:
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, {**FAMILY, "gradcam": "GradCAM", "scorecam": "ScoreCAM"}[name])
+
+
+def pgc_call(name: str, model: nn.Module, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,
+             batch_size: int = 32) -> Callable[[], object]:
+    """A pytorch-grad-cam call (to be run inside parameter_grads(model, True): it calls backward())."""
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    cam = pgc_class(name)(model=model, target_layers=[layer])
+    cam.batch_size = batch_size
+    targets = [ClassifierOutputTarget(int(c)) for c in t]
+    return lambda: cam(input_tensor=x, targets=targets)
+
+
+def forward_only(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return model(x)
+
+    return run
+
+
+def masked_forward_limit(model: nn.Module, x: torch.Tensor, rows: int, batch: int) -> Callable[[], None]:
+    """The forwards Score-CAM cannot avoid: `rows` inputs in batches of `batch`, built beforehand."""
+    full, rest = divmod(rows, batch)
+    big = rows_like(x, x.new_zeros(x.shape[0], dtype=torch.long), batch)[0]
+
+    def run() -> None:
+        with torch.no_grad():
+            for _ in range(full):
+                model(big)
+            if rest:
+                model(big[:rest])
+
+    return run
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The smallest per-sample Pearson correlation of two (N, ...) batches of maps."""
+    a, b = a.flatten(1).double(), torch.as_tensor(b).flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-30)).min())
+
+
 def vizlab_ig(model: nn.Module, x: torch.Tensor, t: torch.Tensor, steps: int) -> Callable[[], object]:
     method = vizlab.methods.build("integrated_gradients", model, steps=steps, rule="left", baseline="black",
                                   batch_size=IG_CHUNK)
@@ -279,13 +363,77 @@ def main(argv: list[str] | None = None) -> None:
           f"IG {steps} steps (left Riemann, black baseline, {IG_CHUNK}-row chunks) · "
           f"median of {reps} after {warm} warm-up")
     with parameter_grads(model, False):  # frozen for all (pytorch-grad-cam unfreezes for itself)
-        gc_err = check_gradcam(model, layer_name, layer, x, t)
-        ig_err = check_ig(model, x, t, steps)
-        print(f"check: vizlab Grad-CAM == Captum LayerGradCam (max |diff| {gc_err:.1e}); "
-              f"vizlab IG == Captum IG (relative L2 diff {ig_err:.1e})")
-        timings = run_timings(model, layer_name, layer, x, t, args)
-    print()
-    print(report(timings, n, steps))
+        if "gradcam" in args.sections or "ig" in args.sections:
+            gc_err = check_gradcam(model, layer_name, layer, x, t)
+            ig_err = check_ig(model, x, t, steps)
+            print(f"check: vizlab Grad-CAM == Captum LayerGradCam (max |diff| {gc_err:.1e}); "
+                  f"vizlab IG == Captum IG (relative L2 diff {ig_err:.1e})")
+            timings = run_timings(model, layer_name, layer, x, t, args)
+            print()
+            print(report(timings, n, steps))
+        if "family" in args.sections:
+            print()
+            print(family_report(model, layer_name, layer, x, t, args))
+        if "scorecam" in args.sections:
+            print()
+            print(scorecam_report(model, layer_name, layer, x[:args.scorecam_images], t[:args.scorecam_images], args))
+
+
+def family_report(model: nn.Module, layer_name: str, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                  args: argparse.Namespace) -> str:
+    """Grad-CAM++, XGrad-CAM, LayerCAM, Eigen-CAM: vizlab vs pytorch-grad-cam vs the limit (interleaved)."""
+    device, n = x.device, x.shape[0]
+    fns: dict[str, Callable[[], object]] = {"limit": layer_limit(model, layer, x, t), "forward": forward_only(model, x),
+                                            "gradcam": vizlab_gradcam(model, layer_name, x, t)}
+    peers: dict[str, Callable[[], object]] = {}
+    r: dict[str, float] = {}
+    for name in FAMILY:
+        method = vizlab.methods.build(name, model, layer=layer_name)
+        fns[name] = lambda m=method: m(x, t)
+        with parameter_grads(model, True):
+            peers[name] = pgc_call(name, model, layer, x, t)
+            r[name] = pearson(method(x, t).cpu(), peers[name]())
+    s = time_interleaved(fns, args.repeats, args.warmup, device)
+    with parameter_grads(model, True):
+        p = time_interleaved(peers, args.repeats, args.warmup, device)
+    lines = ["| method | vizlab ms / batch (wall) | × limit (CPU time) | × limit (wall) | pytorch-grad-cam ms (wall) | "
+             "vizlab speed-up (CPU time) | Pearson vs peer |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name in ("limit", "forward", "gradcam", *FAMILY):
+        base = "forward" if name in ("forward", "eigencam") else "limit"
+        peer = (f"{p[name][0] * 1e3:.1f}", f"{p[name][1] / s[name][1]:.2f}×", f"{r[name]:.4f}") if name in p else ("—",) * 3
+        label = {"limit": "limit: forward + backward to the layer", "forward": "limit: forward only (Eigen-CAM's)",
+                 "gradcam": "vizlab gradcam (for reference)"}.get(name, f"**vizlab {name}**")
+        lines.append(f"| {label} | {s[name][0] * 1e3:.1f} | {s[name][1] / s[base][1]:.2f} | {s[name][0] / s[base][0]:.2f} | "
+                     f"{peer[0]} | {peer[1]} | {peer[2]} |")
+    lines.append(f"\n{n} images per call; median of {args.repeats} interleaved rounds after {args.warmup} warm-up; "
+                 "× limit = / the forward + backward row (Eigen-CAM: / the forward row); speed-up = pytorch-grad-cam "
+                 "CPU time / vizlab CPU time; Pearson: the smallest per-sample correlation of the final maps.")
+    return "\n".join(lines)
+
+
+def scorecam_report(model: nn.Module, layer_name: str, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,
+                    args: argparse.Namespace) -> str:
+    """Score-CAM as masked forwards per second: vizlab vs pytorch-grad-cam vs the pure-forward limit."""
+    device, b = x.device, args.scorecam_batch
+    method = vizlab.methods.build("scorecam", model, layer=layer_name, batch_size=b)
+    channels = method.signals(x, t).acts.shape[1]
+    rows = x.shape[0] * channels
+    with parameter_grads(model, True):
+        peer = pgc_call("scorecam", model, layer, x, t, batch_size=b)
+        r = pearson(method(x, t).cpu(), peer())
+        fns = {"limit": masked_forward_limit(model, x, rows, b), "vizlab": lambda: method(x, t), "pgc": peer}
+        s = time_interleaved(fns, max(1, args.repeats // 2), 0, device)
+    lines = ["| Score-CAM | seconds (wall) | masked forwards / s (wall) | × limit (CPU time) | × limit (wall) |",
+             "|---|---:|---:|---:|---:|"]
+    for key, label in (("limit", f"limit: {rows} forwards in batches of {b}, inputs built beforehand"),
+                       ("vizlab", "**vizlab scorecam**"), ("pgc", "pytorch-grad-cam ScoreCAM")):
+        lines.append(f"| {label} | {s[key][0]:.2f} | {rows / s[key][0]:.1f} | {s[key][1] / s['limit'][1]:.2f} | "
+                     f"{s[key][0] / s['limit'][0]:.2f} |")
+    lines.append(f"\n{x.shape[0]} image(s) × {channels} channels of {layer_name}; median of "
+                 f"{max(1, args.repeats // 2)} interleaved rounds (the correctness check was the warm-up); vizlab is "
+                 f"{s['pgc'][1] / s['vizlab'][1]:.2f}× faster than pytorch-grad-cam in CPU time "
+                 f"({s['pgc'][0] / s['vizlab'][0]:.2f}× wall). Pearson of the final maps: {r:.4f}.")
+    return "\n".join(lines)
 
 
 def run_timings(model: nn.Module, layer_name: str, layer: nn.Module, x: torch.Tensor, t: torch.Tensor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,13 @@ def synthetic_model(request, monkeypatch, name: str):
         request.getfixturevalue({"shapes_cnn": "trained_shapes_cnn", "motion_cnn": "trained_motion_cnn"}[name])
         monkeypatch.setenv("VIZLAB_CACHE", str(request.getfixturevalue("synthetic_cache")))
         return load_model(name)
+
+
+@contextmanager
+def module_synthetic_model(request, name: str):
+    """synthetic_model for a module- or session-scoped fixture (its own MonkeyPatch, undone on exit)."""
+    monkeypatch = pytest.MonkeyPatch()
+    try:
+        yield synthetic_model(request, monkeypatch, name)
+    finally:
+        monkeypatch.undo()

@@ -29,11 +29,11 @@ SAMPLES = ("chelsea", "coffee", "rocket")
 # summary metrics per (method, model); mask_iou is absent everywhere
 SUMMARY = {
     ("gradcam", "resnet18"): {"deletion_auc": 0.11, "insertion_auc": 0.62, "pointing_accuracy": 0.9,
-                              "seconds_per_sample": 0.0123},
+                              "energy_pointing": 0.41, "seconds_per_sample": 0.0123},
     ("gradcam", "vgg16"): {"deletion_auc": 0.25, "insertion_auc": 0.48, "pointing_accuracy": 0.8,
                            "seconds_per_sample": 0.0456},
     ("gradients", "resnet18"): {"deletion_auc": 0.20, "insertion_auc": 0.41, "pointing_accuracy": 0.5,
-                                "seconds_per_sample": 0.0078},
+                                "energy_pointing": 0.23, "seconds_per_sample": 0.0078},
     ("gradients", "vgg16"): {"deletion_auc": 0.19, "insertion_auc": 0.55, "pointing_accuracy": 0.8,
                              "seconds_per_sample": 0.0301},
 }
@@ -164,7 +164,7 @@ def test_build_report_csv_md_html(sweep, browser, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     assert list(rows[0]) == ["method", "model", "dataset", "num_samples", "deletion_auc", "insertion_auc",
-                             "pointing_accuracy", "mask_iou", "seconds_per_sample", "job"]
+                             "pointing_accuracy", "mask_iou", "energy_pointing", "seconds_per_sample", "job"]
     for row in rows:
         expected = SUMMARY[(row["method"], row["model"])]
         for key, value in expected.items():
@@ -180,6 +180,8 @@ def test_build_report_csv_md_html(sweep, browser, tmp_path):
     assert insertion["gradcam"] == ["**0.620**", "0.480"] and insertion["gradients"] == ["0.410", "**0.550**"]
     pointing = md_rows(md, "## Pointing accuracy (higher is better)")
     assert pointing["gradcam"] == ["**0.900**", "**0.800**"] and pointing["gradients"] == ["0.500", "**0.800**"]
+    energy = md_rows(md, "## Energy on the object (higher is better)")  # every metric's declared summary
+    assert energy["gradcam"] == ["**0.410**"] and energy["gradients"] == ["0.230"]  # resnet18 only
     seconds = md_rows(md, "## Seconds per sample (lower is better)")
     assert seconds["gradients"] == ["**0.0078**", "**0.0301**"]
     assert "| method | resnet18 | vgg16 |" in md

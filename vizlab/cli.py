@@ -3,6 +3,8 @@
     vizlab [hydra overrides ...]     same as `python run.py ...` (e.g. vizlab method=integrated_gradients)
     vizlab models                    list the model zoo
     vizlab methods                   list methods and their options
+    vizlab methods --sweep KIND [FAMILY,...]
+                                     comma-separated methods for a sweep (KIND: image | video), from the registry
     vizlab layers MODEL [FILTER]     list a model's layer names (for method.layer=...)
     vizlab pack-frames SRC... --out store.sqlite [--format jpg|png]
                                      pack videos or frame folders into one SQLite frame store
@@ -37,22 +39,31 @@ def _print_models() -> None:
         print(f"{name:20s} {kind:12s} {i.input_size:4d}px  layer={i.default_layer:12s} {weights}")
 
 
-def _print_methods() -> None:
+def _print_methods(args: list[str]) -> None:
     from vizlab.methods import available_methods, method_parameters
+    from vizlab.methods.registry import sweep_methods
 
+    if args[:1] == ["--sweep"]:
+        families = args[2].split(",") if len(args) > 2 else []
+        print(",".join(sweep_methods(args[1] if len(args) > 1 else "image", families)))
+        return
     for name in available_methods():
         opts = ", ".join(f"{k}={v!r}" for k, v in method_parameters(name).items())
         print(f"{name:22s} {opts}")
 
 
 def _print_layers(model_name: str, pattern: str = "") -> None:
-    from vizlab.layers import list_layers
+    from vizlab.layers import list_layers, wrapper_prefix
     from vizlab.models import load_model
 
     model = load_model(model_name, pretrained=False)
+    prefix = wrapper_prefix(model)
     for name in list_layers(model):
-        if pattern in name:
+        if pattern in name or pattern in prefix + name:
             print(name)
+    if prefix:
+        print(f"(layer= takes these names; {prefix}NAME, as model.named_modules() spells them, works too)",
+              file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         if argv[:1] == ["models"]:
             return _print_models()
         if argv[:1] == ["methods"]:
-            return _print_methods()
+            return _print_methods(argv[1:])
         if argv[:1] == ["layers"]:
             if len(argv) < 2:
                 sys.exit("usage: vizlab layers MODEL [FILTER]")
@@ -79,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"vizlab: config folder not found at {CONF_DIR}; install vizlab from its source tree (pip install -e .).")
     import hydra
 
+    from vizlab.resolvers import register_resolvers
     from vizlab.tasks import run_task
+
+    register_resolvers()
 
     sys.argv = [sys.argv[0], *argv]
     hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(run_task)()

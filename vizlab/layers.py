@@ -15,8 +15,17 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "net", model) if getattr(model, "is_zoo_model", False) else model
 
 
+def wrapper_prefix(model: nn.Module) -> str:
+    """How `model.named_modules()` spells the wrapped network's layers: "net." for a zoo model, else ""."""
+    net = unwrap(model)
+    if net is model:
+        return ""
+    return next((f"{name}." for name, m in model.named_modules() if m is net and name), "")
+
+
 def list_layers(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list[str]:
-    """Dotted names of all named sub-modules (optionally only those of the given types)."""
+    """Dotted names of all named sub-modules (optionally only those of the given types), relative to
+    the network inside a zoo wrapper ("bn2"); the wrapper's own spelling ("net.bn2") resolves too."""
     net = unwrap(model)
     return [n for n, m in net.named_modules() if n and (kinds is None or isinstance(m, kinds))]
 
@@ -24,7 +33,9 @@ def list_layers(model: nn.Module, kinds: tuple[type, ...] | None = None) -> list
 def resolve_layer(model: nn.Module, layer: LayerSpec) -> nn.Module:
     """Return the sub-module named `layer` (dotted path) or `layer` itself if it is a module of `model`.
 
-    Raises LayerNotFoundError listing the closest names when the path does not exist.
+    Names are relative to the network ("bn2"); for a zoo model the spelling of its own
+    named_modules() ("net.bn2") is accepted as well. Raises LayerNotFoundError listing the
+    closest names when the path does not exist.
     """
     net = unwrap(model)
     if isinstance(layer, nn.Module):
@@ -34,9 +45,12 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> nn.Module:
     modules = dict(net.named_modules())
     if layer in modules and layer != "":
         return modules[layer]
+    prefix = wrapper_prefix(model)
+    if prefix and layer.startswith(prefix) and layer[len(prefix):] in modules and layer != prefix:
+        return modules[layer[len(prefix):]]
     names = [n for n in modules if n]
     top = [n for n in names if "." not in n]
-    hint = suggest(layer, names)
+    hint = suggest(layer[len(prefix):] if prefix and layer.startswith(prefix) else layer, names)
     raise LayerNotFoundError(
         f"Layer {layer!r} not found in {type(net).__name__}.{hint} "
         f"Top-level layers: {', '.join(top[:30])}{' ...' if len(top) > 30 else ''}. "

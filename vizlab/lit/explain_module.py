@@ -23,7 +23,6 @@ from torchmetrics import Metric
 from vizlab.errors import ConfigError
 from vizlab.io import write_json_atomic
 from vizlab.methods.base import AttributionMethod
-from vizlab.metrics import DeletionInsertion
 from vizlab.models import ZooModel
 from vizlab.viz.outputs import SampleWriter
 
@@ -72,10 +71,7 @@ class ExplainModule(pl.LightningModule):
         self.seconds += elapsed
         scores: dict[str, torch.Tensor] = {}
         for metric in self.metrics.values():
-            if isinstance(metric, DeletionInsertion):
-                scores.update(metric.evaluate(x, info.saliency, info.target))
-            else:
-                scores.update(metric.evaluate(info.saliency, batch["mask"].to(info.saliency.device)))
+            scores.update(metric.evaluate_batch(x, info.saliency, info.target, batch.get("mask")))
         probs = info.logits.float().softmax(1)
         for i in range(x.shape[0]):
             self.records.append(self.sample_record(batch, i, info, probs, scores, elapsed / x.shape[0], images))
@@ -119,12 +115,8 @@ class ExplainModule(pl.LightningModule):
 
     def summary(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        for name, metric in self.metrics.items():
-            value = metric.compute()
-            if isinstance(value, dict):
-                out.update({k: float(v) for k, v in value.items()})
-            else:
-                out[{"pointing_game": "pointing_accuracy"}.get(name, name)] = float(value)
+        for metric in self.metrics.values():
+            out.update(metric.summary())
         return out
 
     def on_test_epoch_end(self) -> None:

@@ -10,7 +10,8 @@ this package imports them all.
 from __future__ import annotations
 
 from vizlab.methods.base import AttributionMethod, Explanation
-from vizlab.methods.cam import CAM, GradCAM
+from vizlab.methods.cam import CAM, GradCAM, GradCAMPlusPlus, LayerCAM, XGradCAM
+from vizlab.methods.cam_activation import EigenCAM, ScoreCAM
 from vizlab.methods.extremal import ExtremalPerturbation
 from vizlab.methods.gradients import Gradients, GradientsXInput, IntegratedGradients, SmoothGrad
 from vizlab.methods.hrcam import HRCAM
@@ -18,6 +19,7 @@ from vizlab.methods.pyramid import Pyramid
 from vizlab.methods.registry import REGISTRY, available_methods, build, method_parameters, register
 from vizlab.methods.video_perturbation import EP2D, EP3D, STEP
 
-__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "REGISTRY", "STEP", "AttributionMethod", "Explanation",
-           "ExtremalPerturbation", "GradCAM", "Gradients", "GradientsXInput", "IntegratedGradients", "Pyramid", "SmoothGrad",
-           "available_methods", "build", "method_parameters", "register"]
+__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "REGISTRY", "STEP", "AttributionMethod", "EigenCAM", "Explanation",
+           "ExtremalPerturbation", "GradCAM", "GradCAMPlusPlus", "Gradients", "GradientsXInput", "IntegratedGradients",
+           "LayerCAM", "Pyramid", "ScoreCAM", "SmoothGrad", "XGradCAM", "available_methods", "build", "method_parameters",
+           "register"]

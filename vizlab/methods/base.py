@@ -50,6 +50,9 @@ class AttributionMethod:
     name: str = "base"
     input_dims: int | None = None  # 4: images (N, C, H, W) only · 5: clips (N, C, T, H, W) only · None: both
     any_model: bool = True         # False: needs a particular network family (e.g. hrcam: an HR-CAM model)
+    family: str = "other"          # cam · gradient · other (e.g. `vizlab methods --sweep image cam,gradient`)
+    summary: str = ""              # one line for the README's method table (default: the docstring's first line)
+    defaults_note: str = ""        # the table's "defaults" cell (default: the options with their defaults)
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

@@ -64,6 +64,8 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, targets: Target,
 class _GradientMethod(AttributionMethod):
     """Shared options and map construction."""
 
+    family = "gradient"
+
     def __init__(self, model: nn.Module, polarity: Polarity = "both", batch_size: int = 32,
                  percentile: float = 99.9) -> None:
         super().__init__(model)
@@ -94,6 +96,8 @@ class Gradients(_GradientMethod):
     """Vanilla gradients (Simonyan et al. 2014): ∂y_t/∂x. One forward + backward per sample."""
 
     name = "gradients"
+    summary = "∂y_t/∂x"
+    defaults_note = "`polarity=both` shows |g| (the seed clipped negatives away even in \"both\")"
     multiply_by_input = False
 
     def explain(self, x: torch.Tensor, target: Target) -> Explanation:
@@ -107,6 +111,8 @@ class GradientsXInput(Gradients):
     """Gradients × Input (Shrikumar et al. 2016): x ⊙ ∂y_t/∂x (x in normalised space)."""
 
     name = "grad_x_input"
+    summary = "x ⊙ ∂y_t/∂x"
+    defaults_note = "as `gradients`"
     multiply_by_input = True
 
 
@@ -159,6 +165,9 @@ class IntegratedGradients(_GradientMethod):
     """
 
     name = "integrated_gradients"
+    summary = "(x − x0) ⊙ Σ_i w_i ∂y_t/∂x(x0 + α_i(x − x0))"
+    defaults_note = ("25 steps, left Riemann rule (the seed's), baseline = normalised black *of the model's own "
+                     "normalisation* (the seed hard-coded Kinetics statistics); `extras[\"delta\"]` = completeness gap")
 
     def __init__(self, model: nn.Module, steps: int = 25, rule: str = "left", baseline: BaselineSpec = "black",
                  polarity: Polarity = "both", batch_size: int = 32, percentile: float = 99.9) -> None:
@@ -196,6 +205,8 @@ class SmoothGrad(_GradientMethod):
     """
 
     name = "smoothgrad"
+    summary = "gradients over 25 noisy copies, σ = 0.15·(max − min)"
+    defaults_note = "`variant=square` (the seed CLI's), seeded noise"
 
     def __init__(self, model: nn.Module, n_samples: int = 25, noise_level: float = 0.15,
                  variant: str = "square", polarity: Polarity = "both", batch_size: int = 32,

@@ -30,7 +30,7 @@ class LayerCapture:
 
 @contextmanager
 def capture_layer(layer: nn.Module, start_graph: bool = False) -> Iterator[LayerCapture]:
-    """Record `layer`'s output tensor.
+    """Record `layer`'s output tensor (as the layer returned it, even if a later op works in place).
 
     With `start_graph=True` the output is replaced by a fresh leaf that requires grad (and a clone,
     so in-place ops after the layer stay legal): with frozen parameters and an input that does
@@ -44,8 +44,8 @@ def capture_layer(layer: nn.Module, start_graph: bool = False) -> Iterator[Layer
             raise InputError(f"Layer {type(_module).__name__} returns {type(output).__name__}, not a "
                              "tensor; choose a layer whose output is a single feature map.")
         capture.calls += 1
-        if not start_graph:
-            capture.activation = output.detach()
+        if not start_graph:  # a copy: an in-place op after the layer (ReLU(inplace=True)) must not change it
+            capture.activation = output.detach().clone()
             return None
         leaf = output.detach().requires_grad_(True)
         capture.activation = leaf

@@ -52,6 +52,8 @@ class HRCAM(AttributionMethod):
     """HR-CAM low / high / refined maps of the explained class (see the module docstring)."""
 
     name = "hrcam"
+    summary = "HR-CAM's low / high / refined map (see *High-Resolution CAM* below)"
+    defaults_note = "`stage=refined`; needs an HR-CAM model"
     input_dims = 4
     any_model = False
 

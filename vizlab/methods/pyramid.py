@@ -30,6 +30,10 @@ class Pyramid(AttributionMethod):
     """
 
     name = "pyramid"
+    summary = ("Class Feature Pyramids' class-level tube: the last-layer kernels whose contribution W[t, c]·v_c "
+               "reaches θ of the strongest, their maps weighted by W (see *Class Feature Pyramids* below)")
+    defaults_note = ("θ and D per network (the paper's table; `motion_cnn` 0.3); the true input of every layer, traced "
+                     "(the original assumed a chain of convs: `strict_original=true`)")
 
     def __init__(self, model: nn.Module, threshold: float | None = None, depth: int | None = None,
                  top_k: int | Sequence[int | None] | None = None, strict_original: bool = False,

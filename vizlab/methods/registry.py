@@ -11,6 +11,7 @@ config tests, the sweeps and the README's method table all read the list from he
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vizlab.errors import ConfigError, unknown_choice
@@ -35,6 +36,24 @@ def register(cls: M) -> M:
 
 def available_methods() -> list[str]:
     return sorted(REGISTRY)
+
+
+INPUT_KINDS = {"image": 4, "video": 5}
+
+
+def sweep_methods(kind: str = "image", families: Iterable[str] = ()) -> list[str]:
+    """Registered methods that run on any network of `kind` ("image": (N, C, H, W), "video": clips),
+    optionally only those of the given `family` values (cam, gradient, ...): the method list of the
+    ready sweeps (conf/experiment/*.yaml, via the `vizlab.methods` config resolver) and `make sweep`."""
+    if kind not in INPUT_KINDS:
+        raise ConfigError(f"Method kind must be one of {sorted(INPUT_KINDS)}, got {kind!r}.")
+    families = {f for f in families if f}
+    known = {cls.family for cls in REGISTRY.values()}
+    if families - known:
+        raise ConfigError(f"Unknown method famil{'ies' if len(families - known) > 1 else 'y'} "
+                          f"{sorted(families - known)}; known: {sorted(known)}.")
+    return [name for name, cls in sorted(REGISTRY.items())
+            if cls.any_model and cls.input_dims in (None, INPUT_KINDS[kind]) and (not families or cls.family in families)]
 
 
 def method_parameters(name: str) -> dict[str, Any]:

@@ -1,4 +1,9 @@
-"""Metrics from the `metric` config group: {name: options} → {name: torchmetrics Metric}."""
+"""Metrics from the `metric` config group: {name: options} → {name: torchmetrics Metric}.
+
+Each metric class declares its config `name`, whether it needs the model (`needs_model`) and
+ground-truth masks (`needs_masks`), and the numbers it reports (`summaries`, with their direction);
+nothing here or in the explain loop and sweep report special-cases a metric by name.
+"""
 
 from __future__ import annotations
 
@@ -11,35 +16,38 @@ from torchmetrics import Metric
 from vizlab.errors import ConfigError, unknown_choice
 from vizlab.metrics.deletion_insertion import DeletionInsertion
 from vizlab.metrics.localisation import EnergyPointing, MaskIoU, PointingGame
+from vizlab.metrics.summaries import Summary
 
-METRICS: dict[str, type] = {"deletion_insertion": DeletionInsertion, "pointing_game": PointingGame,
-                            "mask_iou": MaskIoU, "energy_pointing": EnergyPointing}
-NEEDS_MASKS = ("pointing_game", "mask_iou", "energy_pointing")
+METRICS: dict[str, type] = {cls.name: cls for cls in (DeletionInsertion, PointingGame, MaskIoU, EnergyPointing)}
+
+
+def all_summaries() -> tuple[Summary, ...]:
+    """Every summary number any metric reports, in METRICS order."""
+    return tuple(s for cls in METRICS.values() for s in cls.summaries)
+
+
+def build_metric(name: str, model: nn.Module | None, **options: Any) -> Metric:
+    """One metric by config name; options are its keyword options (ConfigError when unknown or bad)."""
+    if name not in METRICS:
+        raise unknown_choice("metric", name, METRICS)
+    cls = METRICS[name]
+    try:
+        return cls(model, **options) if cls.needs_model else cls(**options)
+    except TypeError as exc:
+        raise ConfigError(f"Bad option for metric {name}: {exc}") from exc
 
 
 def build_metrics(cfg: Mapping[str, Any] | None, model: nn.Module, has_masks: bool) -> dict[str, Metric]:
     """Instantiate every configured metric; localisation metrics need a dataset with masks."""
     metrics: dict[str, Metric] = {}
     for name, options in (cfg or {}).items():
-        if name not in METRICS:
-            raise unknown_choice("metric", name, METRICS)
-        if name in NEEDS_MASKS and not has_masks:
+        if name in METRICS and METRICS[name].needs_masks and not has_masks:
             raise ConfigError(f"metric {name} needs ground-truth object masks, which this dataset does not have; "
                               "use dataset=synthetic_shapes (or a dataset with masks), or drop the metric.")
-        options = dict(options or {})
-        try:
-            metrics[name] = METRICS[name](model, **options) if name == "deletion_insertion" else METRICS[name](**options)
-        except TypeError as exc:
-            raise ConfigError(f"Bad option for metric {name}: {exc}") from exc
+        metrics[name] = build_metric(name, model, **dict(options or {}))
     return metrics
 
 
 def metric_protocols(metrics: Mapping[str, Metric]) -> dict[str, Any]:
     """Every metric's parameters, for results.json."""
-    out: dict[str, Any] = {}
-    for name, metric in metrics.items():
-        if isinstance(metric, DeletionInsertion):
-            out[name] = metric.protocol()
-        else:
-            out[name] = {k: getattr(metric, k) for k in ("tolerance", "threshold") if hasattr(metric, k)}
-    return out
+    return {name: metric.protocol() for name, metric in metrics.items()}

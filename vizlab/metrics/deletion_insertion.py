@@ -22,6 +22,7 @@ from torchmetrics import Metric
 from vizlab.errors import ConfigError, InputError
 from vizlab.methods.base import logits_of
 from vizlab.metrics.substrates import Substrate, make_substrate
+from vizlab.metrics.summaries import DELETION, INSERTION
 
 UNITS = ("pixel", "frame")
 
@@ -83,7 +84,11 @@ class DeletionInsertion(Metric):
     """
 
     full_state_update = False
-    higher_is_better = None
+    higher_is_better = None  # deletion: lower is better, insertion: higher (see `summaries`)
+    name = "deletion_insertion"
+    needs_model = True
+    needs_masks = False
+    summaries = (DELETION, INSERTION)
 
     def __init__(self, model: nn.Module, preset: str | None = None, deletion_substrate: Substrate | None = None,
                  insertion_substrate: Substrate | None = None, **options: Any) -> None:
@@ -182,6 +187,14 @@ class DeletionInsertion(Metric):
         """Update the state and return this batch's per-sample AUCs {"<mode>_auc": (N,)}."""
         self.update(x, saliency, target)
         return self.last_batch
+
+    def evaluate_batch(self, x: torch.Tensor, saliency: torch.Tensor, target: torch.Tensor,
+                       masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The explain loop's uniform call (masks are not used)."""
+        return self.evaluate(x, saliency, target)
+
+    def summary(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.compute().items()}
 
     def per_sample(self) -> dict[str, torch.Tensor]:
         """All per-sample AUCs and curves seen so far (after DDP sync when computed)."""

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 
 from vizlab.errors import ConfigError, InputError
+from vizlab.metrics.summaries import ENERGY, MASK_IOU, POINTING, Summary
 
 
 def boxes_to_masks(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -69,11 +70,20 @@ def mask_iou(saliency: torch.Tensor, masks: torch.Tensor, threshold: float = 0.5
 
 
 class _PerSampleMean(Metric):
-    """Keeps per-sample values (synced across ranks by concatenation); compute() = mean."""
+    """Keeps per-sample values (synced across ranks by concatenation); compute() = mean.
+
+    Declares (see vizlab.metrics.summaries): `name` (its config name), `needs_model` / `needs_masks`,
+    `summaries` (the one number it reports), `key` (its per-sample value), `options` (for results.json).
+    """
 
     full_state_update = False
     higher_is_better = True
+    name = "base"
+    needs_model = False
+    needs_masks = True
+    summaries: tuple[Summary, ...] = ()
     key = "value"
+    options: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         super().__init__()
@@ -92,6 +102,20 @@ class _PerSampleMean(Metric):
         self.update(saliency, masks)
         return self.last_batch
 
+    def evaluate_batch(self, x: torch.Tensor | None, saliency: torch.Tensor, target: torch.Tensor | None,
+                       masks: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The explain loop's uniform call: this batch's per-sample values; needs `masks`."""
+        if masks is None:
+            raise InputError(f"Metric {self.name} needs ground-truth object masks (N, *S) at input resolution; "
+                             "pass masks=... (e.g. from dataset=synthetic_shapes).")
+        return self.evaluate(saliency, masks.to(saliency.device))
+
+    def summary(self) -> dict[str, float]:
+        return {self.summaries[0].key: float(self.compute())}
+
+    def protocol(self) -> dict[str, object]:
+        return {k: getattr(self, k) for k in self.options}
+
     def per_sample(self) -> torch.Tensor:
         return torch.cat(self.values) if isinstance(self.values, list) and self.values else self.values
 
@@ -104,7 +128,10 @@ class PointingGame(_PerSampleMean):
     """Pointing game (Zhang et al. 2016, TorchRay's definition): hit if the saliency maximum is
     within `tolerance` pixels (default 15, as TorchRay at 224²) of the object. Accuracy = mean hit."""
 
+    name = "pointing_game"
+    summaries = (POINTING,)
     key = "pointing_hit"
+    options = ("tolerance",)
 
     def __init__(self, tolerance: int = 15) -> None:
         super().__init__()
@@ -119,6 +146,8 @@ class PointingGame(_PerSampleMean):
 class EnergyPointing(_PerSampleMean):
     """Share of the saliency mass that falls on the object."""
 
+    name = "energy_pointing"
+    summaries = (ENERGY,)
     key = "energy_pointing"
 
     def score(self, saliency, masks):
@@ -128,7 +157,10 @@ class EnergyPointing(_PerSampleMean):
 class MaskIoU(_PerSampleMean):
     """IoU of the thresholded saliency map (default >= 0.5) with the object mask."""
 
+    name = "mask_iou"
+    summaries = (MASK_IOU,)
     key = "mask_iou"
+    options = ("threshold",)
 
     def __init__(self, threshold: float = 0.5) -> None:
         super().__init__()

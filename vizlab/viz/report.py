@@ -25,6 +25,8 @@ import yaml
 
 from vizlab.errors import ConfigError
 from vizlab.io import write_bytes_atomic
+from vizlab.metrics.build import all_summaries
+from vizlab.metrics.summaries import SECONDS, Summary
 from vizlab.naming import natural_key
 
 RESULTS = "results.json"
@@ -32,25 +34,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GROUP_KEYS = ("method", "model", "dataset")
 
 
-@dataclass(frozen=True)
-class Metric:
-    key: str
-    title: str
-    lower_is_better: bool
-    fmt: str = ".3f"
-
-    @property
-    def heading(self) -> str:
-        return f"{self.title} ({'lower' if self.lower_is_better else 'higher'} is better)"
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric("deletion_auc", "Deletion AUC", lower_is_better=True),
-    Metric("insertion_auc", "Insertion AUC", lower_is_better=False),
-    Metric("pointing_accuracy", "Pointing accuracy", lower_is_better=False),
-    Metric("mask_iou", "Mask IoU", lower_is_better=False),
-    Metric("seconds_per_sample", "Seconds per sample", lower_is_better=True, fmt=".4g"),
-)
+# every summary number a metric declares (vizlab.metrics.summaries), then the method's time per sample
+METRICS: tuple[Summary, ...] = (*all_summaries(), SECONDS)
 COLUMNS = ("method", "model", "dataset", "num_samples", *(m.key for m in METRICS), "job")
 
 
@@ -207,7 +192,7 @@ def method_labels(jobs: list[JobResult]) -> list[str]:
 class MetricTable:
     """One metric as a method × model grid for one dataset; `best[model]` is the best value in that column."""
 
-    metric: Metric
+    metric: Summary
     dataset: str
     methods: list[str]
     models: list[str]
@@ -234,7 +219,7 @@ def metric_tables(jobs: list[JobResult]) -> list[MetricTable]:
                      if job.dataset_name == dataset and (v := metric_value(job, metric.key)) is not None}
             if not cells:
                 continue
-            pick = min if metric.lower_is_better else max
+            pick = max if metric.higher_is_better else min
             models = sorted({model for _, model in cells})
             best = {m: pick(v for (_, model), v in cells.items() if model == m) for m in models}
             methods = sorted({method for method, _ in cells}, key=natural_key)
