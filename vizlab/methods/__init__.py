@@ -14,9 +14,10 @@ from vizlab.methods.cam import CAM, GradCAM
 from vizlab.methods.extremal import ExtremalPerturbation
 from vizlab.methods.gradients import Gradients, GradientsXInput, IntegratedGradients, SmoothGrad
 from vizlab.methods.hrcam import HRCAM
+from vizlab.methods.l2caf import L2CAF
 from vizlab.methods.registry import REGISTRY, available_methods, build, method_parameters, register
 from vizlab.methods.video_perturbation import EP2D, EP3D, STEP
 
-__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "REGISTRY", "STEP", "AttributionMethod", "Explanation",
+__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "L2CAF", "REGISTRY", "STEP", "AttributionMethod", "Explanation",
            "ExtremalPerturbation", "GradCAM", "Gradients", "GradientsXInput", "IntegratedGradients", "SmoothGrad",
            "available_methods", "build", "method_parameters", "register"]
