@@ -9,8 +9,8 @@ Constraints (per group):
   l2norm   f̂ = f / max(‖f‖₂, 1e-12)                                   (the PyTorch port's F.normalize)
   softmax  f̂ = softmax(f)
   gauss    f̂ = a Gaussian over the group's grid, normalised to sum 1, with a learnable centre μ
-           (and, with learn_covariance, a learnable covariance Σ = L·Lᵀ, L lower-triangular with a
-           positive diagonal). Grid coordinates are centred on the map, c = i − (n − 1)/2 along each
+           (and, with learn_covariance, a learnable covariance through its precision Σ⁻¹ = P·Pᵀ, P
+           lower-triangular with a positive diagonal). Grid coordinates are centred on the map, c = i − (n − 1)/2 along each
            axis (n = 7: −3 … 3, the TF original's grid), so any size works, odd or even, square or not.
            Coordinates are ordered like the axes: (y, x), or (t, y, x) for a joint clip filter
            (the TF original orders them (x, y)). Σ starts at sigma²·I (TF: I, fixed).
@@ -88,18 +88,17 @@ class ConstrainedFilters:
         diff = self.grid - mu[:, :, None, :]                                   # (r, G, P, D)
         if log_diag is None:
             q = diff.square().sum(-1) / self.sigma**2
-        else:
-            chol = self.cholesky(log_diag, off)                                # (r, G, D, D)
-            z = torch.linalg.solve_triangular(chol, diff.transpose(-1, -2), upper=False)
-            q = z.square().sum(-2)
+        else:  # q = dᵀ Σ⁻¹ d = ‖Pᵀ d‖², Σ⁻¹ = P Pᵀ (a matmul: no per-matrix solve)
+            q = (diff @ self.precision_factor(log_diag, off)).square().sum(-1)
         return (-0.5 * q).softmax(dim=-1)                                      # pdf normalised to sum 1
 
-    def cholesky(self, log_diag: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
+    def precision_factor(self, log_diag: torch.Tensor, off: torch.Tensor) -> torch.Tensor:
+        """P (r, G, D, D), lower-triangular with a positive diagonal: Σ⁻¹ = P·Pᵀ, P = I/sigma at the start."""
         d = log_diag.shape[-1]
-        chol = torch.diag_embed(self.sigma * log_diag.exp())
+        factor = torch.diag_embed(log_diag.exp() / self.sigma)
         lower = torch.zeros(*off.shape[:-1], d, d, dtype=off.dtype, device=off.device)
         lower[..., self.tril[0], self.tril[1]] = off
-        return chol + lower
+        return factor + lower
 
     # --- what is shown and reported ------------------------------------------------------------
     def display(self, fhat: torch.Tensor) -> torch.Tensor:
@@ -122,8 +121,8 @@ class ConstrainedFilters:
         if not self.learn_covariance:
             eye = torch.eye(d, dtype=self.grid.dtype, device=self.grid.device) * self.sigma**2
             return eye.expand(self.rows, self.groups, d, d).clone()
-        chol = self.cholesky(*(p.detach() for p in self.params[1:]))
-        return chol @ chol.transpose(-1, -2)
+        factor = self.precision_factor(*(p.detach() for p in self.params[1:]))
+        return torch.linalg.inv(factor @ factor.transpose(-1, -2))
 
     # --- per-row stopping ----------------------------------------------------------------------
     @torch.no_grad()

@@ -63,7 +63,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 class L2CAF(_LayerMethod):
     """L2-CAF at `layer` (default: the zoo model's layer, else the last spatial feature map).
 
-    objective: class_oblivious (default) | class_specific. constraint: l2norm | softmax | gauss.
+    objective: class_specific (default: raise the target) | class_oblivious (keep every logit).
+    constraint: l2norm | softmax | gauss.
     temporal (clips): joint (one T'×H'×W' filter) | per_frame (one H'×W' filter per frame).
     mode: fast (trunk once, head per iteration) | slow (full forward per iteration).
     preset: pt_compat (SGD, lr 0.5 → 1e-5, 1000 iterations, ones, stop every 50 at 1e-6) |
@@ -80,7 +81,7 @@ class L2CAF(_LayerMethod):
 
     name = "l2caf"
 
-    def __init__(self, model: nn.Module, layer: LayerSpec | None = None, objective: str = "class_oblivious",
+    def __init__(self, model: nn.Module, layer: LayerSpec | None = None, objective: str = "class_specific",
                  constraint: str = "l2norm", temporal: str = "joint", mode: str = "fast",
                  preset: str = "pt_compat", optimizer: str | None = None, lr: float | None = None,
                  end_lr: float | None = None, max_iter: int | None = None, init: str | None = None,
