@@ -69,6 +69,7 @@ class ConstrainedFilters:
         else:
             self.params = [start(self.groups, self.positions)]
         self.frozen = torch.zeros(rows, dtype=torch.bool, device=device)
+        self.any_frozen = False
         self.saved = [p.detach().clone() for p in self.params]
 
     # --- the constraint -----------------------------------------------------------------------
@@ -129,12 +130,13 @@ class ConstrainedFilters:
     def freeze(self, rows: torch.Tensor) -> None:
         """Keep the current parameters of `rows` from now on (their optimisation has stopped)."""
         self.frozen[rows] = True
+        self.any_frozen = True
         for p, s in zip(self.params, self.saved, strict=True):
             s[rows] = p[rows]
 
     @torch.no_grad()
     def restore_frozen(self) -> None:
         """Undo what an optimiser step did to frozen rows (Adam moves them even with zero gradient)."""
-        if self.frozen.any():
+        if self.any_frozen:
             for p, s in zip(self.params, self.saved, strict=True):
                 p[self.frozen] = s[self.frozen]

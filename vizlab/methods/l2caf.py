@@ -38,7 +38,7 @@ from vizlab.methods.base import Explanation, Target, logits_of, minmax, resolve_
 from vizlab.methods.caf_filter import CONSTRAINTS, INITS, ConstrainedFilters
 from vizlab.methods.cam import _LayerMethod
 from vizlab.methods.hooks import capture_layer
-from vizlab.methods.layer_runner import HeadRunner, head_runner
+from vizlab.methods.layer_runner import HeadRunner, head_runner, verified_traced_head
 from vizlab.methods.perturbation.method import check_choice, check_number
 from vizlab.methods.registry import register
 from vizlab.methods.split import Split, SplitError
@@ -123,11 +123,17 @@ class L2CAF(_LayerMethod):
     # --- the method ---------------------------------------------------------------------------
     def explain(self, x: torch.Tensor, target: Target) -> Explanation:
         layer = self.target_layer(x)
-        with torch.no_grad(), capture_layer(layer) as cap:
-            logits = logits_of(self.model(x))
-        t = resolve_target(target, logits)
-        shape = self._check_layer(cap.get(self.layer_name), cap.calls, x)
-        runner, notes = head_runner(self.model, layer, x, logits, shape, self.mode, self._splits)
+        runner = verified_traced_head(self.model, layer, x, self._splits) if self.mode == "fast" else None
+        if runner is not None:  # the trunk, run once, gives the clean logits too
+            logits, notes = runner.clean_logits, []
+            t = resolve_target(target, logits)
+            shape = self._check_layer(runner.activation, 1, x)
+        else:
+            with torch.no_grad(), capture_layer(layer) as cap:
+                logits = logits_of(self.model(x))
+            t = resolve_target(target, logits)
+            shape = self._check_layer(cap.get(self.layer_name), cap.calls, x)
+            runner, notes = head_runner(self.model, layer, x, logits, shape, self.mode, self._splits)
         if self.mode == "fast" and runner.engine == "full":
             warnings.warn(f"l2caf: cannot run the network after layer {self.layer_name!r} on its own "
                           f"({'; '.join(notes)}); falling back to slow mode (a full forward pass per iteration).",
@@ -209,9 +215,10 @@ class L2CAF(_LayerMethod):
             with torch.enable_grad():
                 fhat = filters.constrained(sub).unsqueeze(1)
                 filtered = runner.logits(lambda a, fhat=fhat: a * fhat, sub)
+                everyone = active.numel() == rows
                 which = active if compact else slice(None)
                 loss = self._loss(filtered, original[which], target[which])
-                total = (loss if compact else loss * weight).sum()
+                total = (loss if compact or everyone else loss * weight).sum()
                 if not total.requires_grad:
                     raise ConfigError(f"Layer {self.layer_name!r} does not feed the logits (they do not change with "
                                       "the filter); choose a layer on the path from the input to the output.")
@@ -220,8 +227,11 @@ class L2CAF(_LayerMethod):
             opt.step()
             schedule.step()
             filters.restore_frozen()
-            row_loss = loss.detach() if compact else loss.detach()[active]
-            history[active, step] = row_loss.float()
+            row_loss = loss.detach() if compact or everyone else loss.detach()[active]
+            if everyone:
+                history[:, step] = row_loss
+            else:
+                history[active, step] = row_loss.float()
             if step % self.stop_period == 0:
                 value = row_loss.double()
                 done = (value - previous[active]).abs() < self.stop_tol

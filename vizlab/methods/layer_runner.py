@@ -42,13 +42,23 @@ class HeadRunner(Protocol):
 
 
 class TracedHead:
-    """Engine "fx": the head of a `Split` on the trunk's outputs for x (computed once)."""
+    """Engine "fx": the head of a `Split` on the trunk's outputs for x (computed once).
+
+    reference: the model's logits on x, to verify the split against; None for a split verified
+    before (then `clean_logits` = head(trunk(x)) are the model's logits, and the trunk is the only
+    forward pass of the call)."""
 
     engine = "fx"
 
-    def __init__(self, split: Split, x: torch.Tensor, reference: torch.Tensor) -> None:
+    def __init__(self, split: Split, x: torch.Tensor, reference: torch.Tensor | None) -> None:
         self.split = split
-        self.activation, self.sides = split.verify(x, reference)
+        if reference is None:
+            with torch.no_grad():
+                self.activation, self.sides = split.run_trunk(x)
+                self.clean_logits = logits_of(split.run_head(self.activation.clone(), self.sides))
+        else:
+            self.activation, self.sides = split.verify(x, reference)
+            self.clean_logits = reference
         self.activation_shape = self.activation.shape
         self.batch = x.shape[0]
         self.can_select_rows = split.select_rows(self.sides, torch.arange(1, device=x.device), self.batch) is not None
@@ -96,6 +106,16 @@ def qualified_name(model: nn.Module, layer: nn.Module) -> str:
     raise SplitError("the layer is not a module of this model")
 
 
+def verified_traced_head(model: nn.Module, layer: nn.Module, x: torch.Tensor,
+                         splits: dict[str, Split | SplitError]) -> TracedHead | None:
+    """The fx engine from a split in `splits` that reproduced the model before, else None."""
+    try:
+        cached = splits.get(qualified_name(model, layer))
+    except SplitError:
+        return None
+    return TracedHead(cached, x, None) if isinstance(cached, Split) and cached.verified else None
+
+
 def head_runner(model: nn.Module, layer: nn.Module, x: torch.Tensor, reference: torch.Tensor,
                 activation_shape: torch.Size, mode: str = "fast",
                 splits: dict[str, Split | SplitError] | None = None) -> tuple[HeadRunner, list[str]]:
@@ -130,4 +150,5 @@ def head_runner(model: nn.Module, layer: nn.Module, x: torch.Tensor, reference: 
     return FullForward(model, layer, x, activation_shape), notes
 
 
-__all__ = ["ENGINES", "FullForward", "HeadRunner", "ReplayHead", "TracedHead", "head_runner", "qualified_name"]
+__all__ = ["ENGINES", "FullForward", "HeadRunner", "ReplayHead", "TracedHead", "head_runner", "qualified_name",
+           "verified_traced_head"]

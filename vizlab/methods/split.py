@@ -76,6 +76,7 @@ class Split:
     side_names: tuple[str, ...]
     side_batched: tuple[bool, ...]
     clone_sides: bool = False   # set by verify() when the head modifies a side input in place
+    verified: bool = False      # set by verify() once trunk + head reproduced the model's output
 
     def run_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[Any, ...]]:
         out = self.trunk(x)
@@ -115,6 +116,7 @@ class Split:
             gap = float((out - reference).abs().max()) if out.shape == reference.shape else float("nan")
             raise SplitError(f"the traced trunk + head at {self.layer!r} do not reproduce the model's output "
                              f"(largest difference {gap:.3g}); the network may do something torch.fx does not record")
+        self.verified = True
         return activation, sides
 
 
