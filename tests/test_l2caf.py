@@ -249,6 +249,23 @@ def test_samples_times_targets_in_one_batch_equal_per_target_runs(cls, options):
     assert torch.equal(batched.target.view(2, 3), table)
 
 
+def test_a_sample_repeated_for_several_targets_goes_through_the_trunk_once():
+    """Once the fx split is verified (first call), consecutive identical rows share one trunk pass, and the
+    result equals the first call's (where every row went through the trunk and was checked against the model)."""
+    model = net(TinyCNN)
+    rows, targets = repeat_for_targets(torch.randn(2, 3, 16, 16), [[0, 1, 2], [3, 4, 0]])
+    method = build("l2caf", model, max_iter=20, **QUIET)
+    first = method(rows, targets, return_info=True)
+    seen = []
+    handle = model.features[0].register_forward_hook(lambda _m, _i, out: seen.append(out.shape[0]))
+    try:
+        again = method(rows, targets, return_info=True)
+    finally:
+        handle.remove()
+    assert seen == [2] and method.engine == "fx"
+    assert torch.allclose(first.raw, again.raw, atol=1e-6) and torch.allclose(first.logits, again.logits, atol=1e-6)
+
+
 # --- Gaussian filters on any map ------------------------------------------------------------------------
 def gaussian_by_hand(shape, mu, cov):
     """The normalised Gaussian over the centred grid of `shape` (c_i = i − (n − 1)/2), written out."""

@@ -46,7 +46,8 @@ class TracedHead:
 
     reference: the model's logits on x, to verify the split against; None for a split verified
     before (then `clean_logits` = head(trunk(x)) are the model's logits, and the trunk is the only
-    forward pass of the call)."""
+    forward pass of the call; consecutive identical rows of x — one sample repeated for several
+    targets — go through it once)."""
 
     engine = "fx"
 
@@ -54,7 +55,7 @@ class TracedHead:
         self.split = split
         if reference is None:
             with torch.no_grad():
-                self.activation, self.sides = split.run_trunk(x)
+                self.activation, self.sides = self._trunk(x)
                 self.clean_logits = logits_of(split.run_head(self.activation.clone(), self.sides))
         else:
             self.activation, self.sides = split.verify(x, reference)
@@ -62,6 +63,15 @@ class TracedHead:
         self.activation_shape = self.activation.shape
         self.batch = x.shape[0]
         self.can_select_rows = split.select_rows(self.sides, torch.arange(1, device=x.device), self.batch) is not None
+
+    def _trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple]:
+        unique, inverse = repeated_rows(x)
+        if unique is not None:
+            activation, sides = self.split.run_trunk(x[unique])
+            expanded = self.split.select_rows(sides, inverse, unique.numel())
+            if expanded is not None:
+                return activation[inverse], expanded
+        return self.split.run_trunk(x)
 
     def logits(self, substitute: Substitute, rows: torch.Tensor | None) -> torch.Tensor:
         if rows is None:
@@ -96,6 +106,18 @@ class FullForward:
             return logits_of(self.model(self.x if rows is None else self.x[rows]))
         finally:
             handle.remove()
+
+
+def repeated_rows(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(first row of each run of consecutive identical rows, the run of every row), or (None, None)
+    when no two neighbouring rows are equal. One element-wise comparison of x with itself shifted."""
+    if x.shape[0] < 2:
+        return None, None
+    same = (x[1:] == x[:-1]).flatten(1).all(dim=1)
+    if not bool(same.any()):
+        return None, None
+    starts = torch.cat([same.new_ones(1), ~same])
+    return starts.nonzero()[:, 0], starts.cumsum(0) - 1
 
 
 def qualified_name(model: nn.Module, layer: nn.Module) -> str:
