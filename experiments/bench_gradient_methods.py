@@ -58,6 +58,7 @@ from bench_common import (
     pick_device,
     predicted_targets,
     time_call,
+    time_interleaved,
     verdict,
 )
 from torch import nn
@@ -198,27 +199,6 @@ def time_pytorch_grad_cam(model: nn.Module, layer: nn.Module, x: torch.Tensor, t
     targets = [ClassifierOutputTarget(int(c)) for c in t]
     with parameter_grads(model, True), GradCAM(model=model, target_layers=[layer]) as cam:
         return time_call(lambda: cam(input_tensor=x, targets=targets), repeats, warmup, device)
-
-
-def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                     device: torch.device | None = None) -> dict[str, tuple[float, float]]:
-    """{name: (median wall s, median process-CPU s)} with the calls taken round-robin (a, b, c, a, b, c, ...),
-    so that a machine whose load changes during the run slows every row alike. On a shared CPU the
-    process CPU time (all threads) is the steadier measure; on an idle one both agree up to the thread count."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            synchronize(device)
-            w, c = time.perf_counter(), time.process_time()
-            fn()
-            synchronize(device)
-            wall[name].append(time.perf_counter() - w)
-            cpu[name].append(time.process_time() - c)
-    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def pgc_class(name: str) -> type:

@@ -10,7 +10,7 @@ from vizlab.errors import ConfigError, InputError, LayerNotFoundError
 from vizlab.methods import REGISTRY, available_methods, build
 
 FAST = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n_samples": 3},
-        **{name: {"max_iter": 6, "progress": False} for name in ("extremal", "ep2d", "ep3d", "step")}}
+        **{name: {"max_iter": 6, "progress": False} for name in ("extremal", "ep2d", "ep3d", "step", "l2caf")}}
 FAST["step"]["core_size"] = [3, 5, 5]  # the default (7, 11, 11) kernel needs clips of >= 7 frames
 
 

@@ -23,6 +23,7 @@ from torchmetrics import Metric
 from vizlab.errors import ConfigError
 from vizlab.io import write_json_atomic
 from vizlab.methods.base import AttributionMethod
+from vizlab.methods.targets import expand_batch, is_multi_target
 from vizlab.models import ZooModel
 from vizlab.viz.outputs import SampleWriter
 
@@ -60,7 +61,11 @@ class ExplainModule(pl.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         images = batch["image"]
         x = self.model.normalize(images)
-        target = batch_targets(self.target, batch["label"], self.model.info.num_classes)
+        if is_multi_target(self.target):  # one row per (sample, target): vizlab.methods.targets
+            batch, x, target = expand_batch(self.target, batch, x, self.model)
+            images = batch["image"]
+        else:
+            target = batch_targets(self.target, batch["label"], self.model.info.num_classes)
         if x.device.type == "cuda":
             torch.cuda.synchronize(x.device)
         start = time.perf_counter()
@@ -89,12 +94,16 @@ class ExplainModule(pl.LightningModule):
         details = self.method.sample_details(info, i)
         if details:
             record["details"] = details
+        stem = record["name"]
+        if "target_rank" in batch:  # several targets per sample: the files name the target
+            record["target_rank"] = int(batch["target_rank"][i])
+            stem = f"{stem}_t{t}"
         if self.writer is not None:
             caption = f"{self.method_name}: {t} {model.class_name(t)} (p={record['target_prob']:.2f})"
-            record["files"] = self.writer.write(record["index"], record["name"], images[i], info.saliency[i],
+            record["files"] = self.writer.write(record["index"], stem, images[i], info.saliency[i],
                                                 info.raw[i], caption)
             drawn = self.method.sample_figures(info, i, images[i]) if self.writer.save_overlays else {}
-            figures = self.writer.write_figures(record["index"], record["name"], drawn)
+            figures = self.writer.write_figures(record["index"], stem, drawn)
             if figures:
                 record["figures"] = figures
                 record["files"] += list(figures.values())

@@ -15,11 +15,12 @@ from vizlab.methods.cam_activation import EigenCAM, ScoreCAM
 from vizlab.methods.extremal import ExtremalPerturbation
 from vizlab.methods.gradients import Gradients, GradientsXInput, IntegratedGradients, SmoothGrad
 from vizlab.methods.hrcam import HRCAM
+from vizlab.methods.l2caf import L2CAF
 from vizlab.methods.pyramid import Pyramid
 from vizlab.methods.registry import REGISTRY, available_methods, build, method_parameters, register
 from vizlab.methods.video_perturbation import EP2D, EP3D, STEP
 
-__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "REGISTRY", "STEP", "AttributionMethod", "EigenCAM", "Explanation",
+__all__ = ["CAM", "EP2D", "EP3D", "HRCAM", "L2CAF", "REGISTRY", "STEP", "AttributionMethod", "EigenCAM", "Explanation",
            "ExtremalPerturbation", "GradCAM", "GradCAMPlusPlus", "Gradients", "GradientsXInput", "IntegratedGradients",
            "LayerCAM", "Pyramid", "ScoreCAM", "SmoothGrad", "XGradCAM", "available_methods", "build", "method_parameters",
            "register"]

@@ -27,6 +27,7 @@ from vizlab.lit.explain_data import ExplainDataModule
 from vizlab.lit.explain_module import RECORDS, ExplainModule
 from vizlab.loggers import build_loggers, finish_loggers, log_media
 from vizlab.methods import build
+from vizlab.methods.targets import check_multi_target, is_multi_target
 from vizlab.metrics.build import build_metrics, metric_protocols
 from vizlab.models import ZooModel, load_model
 from vizlab.tasks.common import resolve_device
@@ -43,11 +44,15 @@ def method_options(method_cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_target(target: Any, model: ZooModel) -> None:
-    """task.target must be null, "label" or a class index in range."""
+    """task.target must be null, "label", a class index in range, a list of them or "topK"."""
     if target is None or target == "label":
         return
+    if is_multi_target(target):
+        check_multi_target(target, model.info.num_classes)
+        return
     if isinstance(target, bool) or not isinstance(target, int):
-        raise ConfigError(f"task.target must be null (predicted class), 'label' or a class index; got {target!r}.")
+        raise ConfigError(f"task.target must be null (predicted class), 'label', a class index, a list of class "
+                          f"indices or topK (e.g. top3); got {target!r}.")
     k = model.info.num_classes
     if not 0 <= target < k:
         raise ConfigError(f"task.target={target} is out of range: {model.info.name} has {k} classes "
@@ -110,7 +115,9 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                        device=device if cfg.hardware.get("devices", 1) == 1 else "cpu")
     options = method_options(cfg.method)
     method = build(cfg.method.name, model, **options)
-    check_target(task.get("target"), model)
+    target = task.get("target")
+    target = list(target) if OmegaConf.is_list(target) else target
+    check_target(target, model)
     if task.batch_size < 1:
         raise ConfigError(f"task.batch_size must be >= 1, got {task.batch_size}.")
     dataset = build_dataset(cfg.dataset, model.info.input_size, model.info.is_video, model.info.frames)
@@ -126,7 +133,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     writer = SampleWriter(stage, task.save_overlays, task.save_maps, task.get("overlay_power", 0.8))
     run_name = f"{cfg.method.name}-{cfg.model.name}-{cfg.dataset.name}"
     loggers = build_loggers(cfg.logger, out_dir, run_name, OmegaConf.to_container(cfg, resolve=True))
-    module = ExplainModule(model, method, cfg.method.name, metrics, task.get("target"), writer, stage)
+    module = ExplainModule(model, method, cfg.method.name, metrics, target, writer, stage)
     data = ExplainDataModule(dataset, task.batch_size, task.get("num_workers", 0))
     start = time.perf_counter()
     try:
