@@ -3,6 +3,10 @@
 import hydra
 from omegaconf import DictConfig
 
+from vizlab.lit.hardware import register_resolvers
+
+register_resolvers()  # vizlab_* resolvers used by conf/ (hydra.run.dir, hardware=slurm)
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> None:
