@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 import vizlab
-from vizlab.fast_mode import FastForward, FastMode, restore, set_memory_format, status
+from vizlab.fast_mode import FastForward, FastMode, pearson, restore, set_memory_format, status
 from vizlab.metrics import DeletionInsertion
 
 MODES = {
@@ -118,13 +118,6 @@ def inputs_for(model: nn.Module, args: argparse.Namespace, device: torch.device)
                             "frames": args.frames})
     ds = build_dataset(cfg, args.clip_size, True, args.frames)
     return model.normalize(torch.stack([ds[i]["image"] for i in range(args.clips)]).to(device))
-
-
-def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    den = a.norm(dim=1) * b.norm(dim=1)
-    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.ones_like(den))
 
 
 def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> list[dict]:

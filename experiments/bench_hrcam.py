@@ -130,7 +130,7 @@ def bench_config(name: str, cfg: HRCAMConfig, batch: int, repeats: int, device: 
     return r
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="shapes,paper", help="comma-separated: shapes, paper")
     ap.add_argument("--batch", type=int, default=32, help="batch of the shapes configuration")
@@ -141,7 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--precision", default="32", choices=PRECISION_CHOICES,
                     help="mixed precision of the training steps and forwards (16-mixed with a GradScaler)")
     ap.add_argument("--channels-last", action="store_true", help="channels-last on any device (default: CPU only)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     print(f"HR-CAM training / inference benchmark on {device} ({cpu_model()}, {args.threads} threads), "

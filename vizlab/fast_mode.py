@@ -231,6 +231,15 @@ def to_float32(out: Any) -> Any:
     return out
 
 
+def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N,) Pearson r between each sample's map in `a` and in `b` (N, ...), in float64; a pair with a
+    constant map counts as r = 1. How fast-mode maps are compared with float32 maps."""
+    a, b = a.flatten(1).double(), b.flatten(1).double()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    den = a.norm(dim=1) * b.norm(dim=1)
+    return torch.where(den > 0, (a * b).sum(1) / den.clamp_min(1e-300), torch.ones_like(den))
+
+
 def native_cpu_support(dtype: torch.dtype) -> bool:
     """Whether this CPU computes `dtype` natively (oneDNN's check: AVX512-BF16 / AMX, AVX512-FP16)."""
     check = {torch.bfloat16: "_is_mkldnn_bf16_supported", torch.float16: "_is_mkldnn_fp16_supported"}[dtype]
