@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.vizlab-installed
 ARGS   ?=
 
-.PHONY: help setup sysdeps run test test-slow sweep bench lint clean clean-outputs
+.PHONY: help setup sysdeps run test test-slow sweep bench bench-gpu lint clean clean-outputs
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: setup  ## benchmarks against peers and the physical limit (prints tables;
 	$(PY) experiments/bench_perturbation.py
 	$(PY) experiments/bench_hrcam.py
 	$(PY) experiments/bench_pyramid.py
+
+bench-gpu: setup  ## every benchmark on CUDA, float32 and fast mode, within 10 min (ARGS="--compile", "--device cpu --tiny")
+	$(PY) experiments/bench_gpu.py --device cuda $(ARGS)
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check vizlab tests experiments run.py

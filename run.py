@@ -5,7 +5,7 @@ from omegaconf import DictConfig
 
 from vizlab.resolvers import register_resolvers
 
-register_resolvers()  # ${vizlab.methods:...} in conf/experiment/*.yaml
+register_resolvers()  # ${vizlab.methods:...} (experiment sweeps), vizlab_* (hydra.run.dir, hardware=slurm)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

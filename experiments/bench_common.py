@@ -99,3 +99,47 @@ def load_average() -> str:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
+
+
+# --- fast mode (vizlab.fast_mode) for every benchmark: --precision, --channels-last, --compile --------
+PRECISION_CHOICES = ("32", "bf16-mixed", "16-mixed")
+
+
+def add_fast_args(parser) -> None:
+    """The fast-mode options every benchmark takes (all off by default: float32, contiguous, eager)."""
+    parser.add_argument("--precision", default="32", choices=PRECISION_CHOICES,
+                        help="autocast dtype around the model's forward passes (maps and metrics stay float32)")
+    parser.add_argument("--channels-last", action="store_true", help="channels-last weights and inputs")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (eager fallback on failure)")
+    parser.add_argument("--compile-backend", default="inductor", help="torch.compile backend")
+
+
+def fast_mode_of(args):
+    from vizlab.fast_mode import FastMode
+
+    return FastMode(precision=getattr(args, "precision", "32"), channels_last=getattr(args, "channels_last", False),
+                    compile=getattr(args, "compile", False), compile_backend=getattr(args, "compile_backend", "inductor"))
+
+
+def apply_fast(model: nn.Module, args) -> str:
+    """Put `model` in the fast mode the options ask for; returns a description for the header line."""
+    from vizlab.fast_mode import accelerate
+
+    fast = fast_mode_of(args)
+    fast.check_device(next(model.parameters()).device)
+    accelerate(model, fast)
+    return fast_description(fast)
+
+
+def fast_description(fast) -> str:
+    parts = [f"precision {fast.precision}"]
+    if fast.channels_last:
+        parts.append("channels-last")
+    if fast.compile:
+        parts.append(f"torch.compile ({fast.compile_backend})")
+    return "fast mode: " + ", ".join(parts) if fast.enabled else "float32, eager"
+
+
+def check_tolerance(args, fp32: float, reduced: float) -> float:
+    """An agreement check's tolerance: `fp32` normally, `reduced` under --precision bf16/16-mixed."""
+    return fp32 if getattr(args, "precision", "32") == "32" else reduced

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from bench_common import cpu_model, load_average, load_images, pick_device, time_call
+from bench_common import PRECISION_CHOICES, cpu_model, load_average, load_images, pick_device, time_call
 
 from vizlab.models.hrcam import FullModel, HalfModel, HRCAMConfig, model_memory_usage, transfer_half_weights
 
@@ -47,21 +47,44 @@ def best_time(fn: Callable[[], object], repeats: int, device: torch.device) -> f
     return time_call(fn, repeats, 1, device, statistic=min)
 
 
-def train_step(net: HalfModel, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, stage: str) -> None:
-    out = net.features(x)
-    loss = F.cross_entropy(out["logits"], y)
-    if stage == "full":
-        loss = loss + F.mse_loss(out["reconstruction"], x)
+class Precision:
+    """Lightning's mixed precision for a hand-written step: autocast around forward + loss; float16
+    also scales the loss (torch.amp.GradScaler), as Lightning's "16-mixed" does."""
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.dtype = {"32": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}[precision]
+        self.device = device
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype is torch.float16 else None
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+
+def train_step(net: HalfModel, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, stage: str,
+               amp: Precision) -> None:
+    with amp.autocast():
+        out = net.features(x)
+        loss = F.cross_entropy(out["logits"].float(), y)
+        if stage == "full":
+            loss = loss + F.mse_loss(out["reconstruction"].float(), x)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    if amp.scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        amp.scaler.scale(loss).backward()
+        amp.scaler.step(opt)
+        amp.scaler.update()
 
 
-def bench_config(name: str, cfg: HRCAMConfig, batch: int, repeats: int, device: torch.device) -> dict[str, float]:
+def bench_config(name: str, cfg: HRCAMConfig, batch: int, repeats: int, device: torch.device,
+                 precision: str = "32", channels_last: bool | None = None) -> dict[str, float]:
+    """channels_last None: on CPU only (as the training tasks default)."""
     torch.manual_seed(0)
+    amp = Precision(precision, device)
     x = (load_images(batch, cfg.input_size, device) - 0.5) / 0.5
     y = torch.randint(0, cfg.num_classes, (batch,), device=device)
-    channels_last = device.type == "cpu"
+    channels_last = device.type == "cpu" if channels_last is None else channels_last
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     half = HalfModel(cfg).to(device)
@@ -76,11 +99,11 @@ def bench_config(name: str, cfg: HRCAMConfig, batch: int, repeats: int, device: 
     opt_half = torch.optim.Adadelta(half.parameters(), lr=1.0, rho=0.95, eps=1e-7)
     opt_full = torch.optim.Adadelta(full.expansion_parameters(), lr=1.0, rho=0.95, eps=1e-7)
     r: dict[str, float] = {}
-    r["train_half"] = best_time(lambda: train_step(half, opt_half, x, y, "half"), repeats, device)
-    r["train_full"] = best_time(lambda: train_step(full, opt_full, x, y, "full"), repeats, device)
+    r["train_half"] = best_time(lambda: train_step(half, opt_half, x, y, "half", amp), repeats, device)
+    r["train_full"] = best_time(lambda: train_step(full, opt_full, x, y, "full", amp), repeats, device)
     half.eval()
     full.eval()
-    with torch.no_grad():
+    with torch.no_grad(), amp.autocast():
         r["fwd_half"] = best_time(lambda: half(x), repeats, device)
         r["fwd_full"] = best_time(lambda: full.features(x), repeats, device)
         cams = full.generate_cams(x)
@@ -90,7 +113,8 @@ def bench_config(name: str, cfg: HRCAMConfig, batch: int, repeats: int, device: 
         refine = None
     if refine is not None:
         image = (x.float() * 0.5 + 0.5).contiguous()
-        r["pipeline"] = best_time(lambda: refine(image, cams["low"], cams["high"]), repeats, device)
+        low, high = cams["low"].float(), cams["high"].float()  # the pipeline runs in float32
+        r["pipeline"] = best_time(lambda: refine(image, low, high), repeats, device)
     r["mem_half_gib"] = model_memory_usage(half, batch).total_gib
     r["mem_full_gib"] = model_memory_usage(full, batch).total_gib
     r["params_half"] = sum(p.numel() for p in half.parameters())
@@ -98,7 +122,7 @@ def bench_config(name: str, cfg: HRCAMConfig, batch: int, repeats: int, device: 
     return r
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", default="shapes,paper", help="comma-separated: shapes, paper")
     ap.add_argument("--batch", type=int, default=32, help="batch of the shapes configuration")
@@ -106,15 +130,22 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
+    ap.add_argument("--precision", default="32", choices=PRECISION_CHOICES,
+                    help="mixed precision of the training steps and forwards (16-mixed with a GradScaler)")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last on any device (default: CPU only)")
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     print(f"HR-CAM training / inference benchmark on {device} ({cpu_model()}, {args.threads} threads), "
-          f"torch {torch.__version__}; load average {load_average()}")
+          f"torch {torch.__version__}; precision {args.precision}; load average {load_average()}")
     for name in args.configs.split(","):
         cfg = CONFIGS[name]
         batch = args.batch if name == "shapes" else args.paper_batch
-        r = bench_config(name, cfg, batch, args.repeats, device)
+        r = bench_config(name, cfg, batch, args.repeats, device, args.precision, True if args.channels_last else None)
         per = {k: v / batch for k, v in r.items() if not k.startswith(("mem", "params"))}
         print(f"\n[{name}] {cfg.input_size}² input, growth {cfg.growth}, {cfg.layers_per_block} layers/block, "
               f"{cfg.num_classes} classes, batch {batch}; parameters: half {r['params_half']:,}, "

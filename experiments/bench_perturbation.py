@@ -41,7 +41,16 @@ import warnings
 from collections.abc import Callable
 
 import torch
-from bench_common import cpu_model, load_average, load_images, pick_device, predicted_targets, synchronize
+from bench_common import (
+    add_fast_args,
+    apply_fast,
+    cpu_model,
+    load_average,
+    load_images,
+    pick_device,
+    predicted_targets,
+    synchronize,
+)
 from torch import nn
 
 import vizlab
@@ -67,6 +76,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed forward+backward passes for the limits (median)")
     p.add_argument("--skip-torchray", action="store_true", help="do not run TorchRay")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="cuda is used only if available")
+    p.add_argument("--parts", nargs="+", default=["images", "step"], choices=("images", "step"),
+                   help="which benchmarks to run: image EP (vs TorchRay), STEP (batched vs looped)")
+    add_fast_args(p)
     args = p.parse_args(argv)
     for name in ("iterations", "batch", "threads", "size", "di_steps", "clip_iterations", "frames", "clip_size",
                  "repeats"):
@@ -107,6 +119,7 @@ def row(name: str, seconds: float, items: int, unit: str, limit: float, ref: flo
 
 def bench_images(args: argparse.Namespace, device: torch.device) -> None:
     model = vizlab.load_model("efficientnet_lite0", device=device)
+    print(apply_fast(model, args))
     x = model.normalize(load_images(args.batch, args.size, device))
     targets = predicted_targets(model, x)
     areas = list(args.areas)
@@ -180,6 +193,7 @@ def bench_step(args: argparse.Namespace, device: torch.device) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "random weights": timing does not depend on them
         model = vizlab.load_model("r3d_18", pretrained=False, device=device)
+    print(apply_fast(model, args))
     gen = torch.Generator().manual_seed(0)
     clips = torch.rand(args.clips, 3, args.frames, args.clip_size, args.clip_size, generator=gen).to(device)
     x = model.normalize(clips)
@@ -215,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: load average {load:.2f} > 1: other jobs share the CPU; absolute times are unreliable, "
               "ratios measured in one run less so")
     torch.manual_seed(0)
-    bench_images(args, device)
-    if args.clips:
+    if "images" in args.parts:
+        bench_images(args, device)
+    if args.clips and "step" in args.parts:
         bench_step(args, device)
 
 

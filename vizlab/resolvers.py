@@ -3,6 +3,7 @@
     ${vizlab.methods:image}               every registered method that runs on any image network
     ${vizlab.methods:image,cam,gradient}  ... of the families cam and gradient only
     ${vizlab.methods:video}               ... on any clip network
+    ${vizlab_run_stamp:}, ${vizlab_gpus_per_node:...}  see vizlab.lit.hardware
 
 They return a comma-separated list, so `hydra.sweeper.params.method: ${vizlab.methods:image}`
 sweeps over the registry (vizlab.methods.registry.sweep_methods): a new method joins the ready
@@ -22,6 +23,10 @@ def methods_list(kind: str = "image", *families: str) -> str:
 
 
 def register_resolvers() -> None:
-    """Register vizlab's resolvers once (idempotent)."""
+    """Register vizlab's resolvers once (idempotent), with vizlab.lit.hardware's vizlab_run_stamp
+    (hydra.run.dir) and vizlab_gpus_per_node (hardware=slurm)."""
+    from vizlab.lit.hardware import register_resolvers as register_hardware_resolvers
+
+    register_hardware_resolvers()
     if not OmegaConf.has_resolver("vizlab.methods"):
         OmegaConf.register_new_resolver("vizlab.methods", methods_list)

@@ -36,6 +36,10 @@ def capture_layer(layer: nn.Module, start_graph: bool = False) -> Iterator[Layer
     so in-place ops after the layer stay legal): with frozen parameters and an input that does
     not require grad, autograd then records nothing before the layer, and a backward pass from
     the logits stops at the layer. This is the least work Grad-CAM needs.
+
+    The recorded activation is float32 when the layer computed in float16 / bfloat16 (mixed
+    precision, `vizlab.fast_mode`), so maps and gradients at the layer are computed in float32;
+    the model itself goes on with the layer's own dtype.
     """
     capture = LayerCapture()
 
@@ -44,12 +48,13 @@ def capture_layer(layer: nn.Module, start_graph: bool = False) -> Iterator[Layer
             raise InputError(f"Layer {type(_module).__name__} returns {type(output).__name__}, not a "
                              "tensor; choose a layer whose output is a single feature map.")
         capture.calls += 1
+        reduced = output.dtype in (torch.float16, torch.bfloat16)
         if not start_graph:  # a copy: an in-place op after the layer (ReLU(inplace=True)) must not change it
-            capture.activation = output.detach().clone()
+            capture.activation = output.detach().float() if reduced else output.detach().clone()
             return None
-        leaf = output.detach().requires_grad_(True)
+        leaf = (output.detach().float() if reduced else output.detach()).requires_grad_(True)
         capture.activation = leaf
-        return leaf.clone()
+        return leaf.to(output.dtype) if reduced else leaf.clone()
 
     handle = layer.register_forward_hook(hook)
     try:

@@ -103,6 +103,9 @@ def run_task(cfg: DictConfig) -> dict[str, Any]:
     except BaseException:
         remove_run_outputs(out_dir, job_name, before, output_root(cfg), keep=RESUMABLE)
         raise
+    if results.get("rank"):  # a DDP rank started by SLURM / submitit; rank 0 reports the job
+        print(f"vizlab: {name} rank {results['rank']} done: {results['summary']['num_samples']} samples")
+        return results
     print(f"vizlab: {name} done: {results['summary']['num_samples']} samples → {out_dir}")
     print(f"vizlab: results: {out_dir / 'results.json'}")
     for folder in ("heatmaps", "pyramid"):

@@ -28,11 +28,16 @@ def resolve_device(hardware: DictConfig) -> torch.device:
 
 
 def trainer_hardware(hardware: DictConfig) -> dict:
-    """pl.Trainer arguments from the hardware config: accelerator, devices, strategy, precision
-    (hardware.precision, e.g. "16-mixed" on GPUs; default "32-true")."""
-    accel = hardware.get("accelerator", "cpu")
-    return {"accelerator": "gpu" if accel in ("gpu", "cuda") else accel, "devices": hardware.get("devices", 1),
-            "strategy": hardware.get("strategy", "auto"), "precision": hardware.get("precision") or "32-true"}
+    """pl.Trainer arguments from the hardware config: accelerator, devices, num_nodes, strategy, precision
+    (hardware.precision: 32, bf16-mixed or 16-mixed, Lightning's automatic mixed precision; default "32-true")."""
+    from vizlab.lit.hardware import trainer_devices, world_size
+
+    if hardware.get("strategy") == "ddp" and world_size(hardware) > 1:
+        raise ConfigError("Only task=explain runs across SLURM ranks (hardware=slurm with several); training and "
+                          "evaluate_classifier run on one machine. "
+                          "Use hardware=gpu / multi_gpu, or hardware=slurm hardware.num_nodes=1 hardware.devices=1 "
+                          "(one GPU, also through hydra/launcher=slurm).")
+    return {**trainer_devices(hardware), "precision": hardware.get("precision") or "32-true"}
 
 
 def positive_int(task: DictConfig, key: str) -> int:

@@ -22,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from vizlab.data import build_dataset
 from vizlab.errors import ConfigError, InputError
+from vizlab.fast_mode import FastMode
 from vizlab.io import write_json_atomic
 from vizlab.lit.explain_data import ExplainDataModule
 from vizlab.lit.explain_module import RECORDS, ExplainModule
+from vizlab.lit.hardware import FastModeCallback, launch_rank, trainer_devices
 from vizlab.loggers import build_loggers, finish_loggers, log_media
 from vizlab.methods import build
 from vizlab.methods.targets import check_multi_target, is_multi_target
@@ -60,10 +62,14 @@ def check_target(target: Any, model: ZooModel) -> None:
 
 
 def config_hash(cfg: DictConfig) -> str:
-    """Hash of everything that changes results (not hardware, logger or output paths)."""
+    """Hash of everything that changes results (not hardware, logger or output paths; but a reduced
+    hardware.precision)."""
     keep = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("task", "model", "dataset", "method", "metric")
             if k in cfg}
     keep["seed"] = cfg.get("seed")
+    precision = FastMode.from_config(cfg.get("hardware") or {}).precision
+    if precision != "32":  # reduced precision changes the numbers; devices, channels_last and compile do not
+        keep["precision"] = precision
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -77,10 +83,8 @@ def completed(out_dir: Path, digest: str) -> dict[str, Any] | None:
     return results if results.get("complete") and results.get("config_hash") == digest else None
 
 
-def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path) -> pl.Trainer:
-    devices = hardware.get("devices", 1)
-    return pl.Trainer(accelerator="gpu" if hardware.accelerator in ("gpu", "cuda") else hardware.accelerator,
-                      devices=devices, strategy=hardware.get("strategy", "auto"), logger=loggers or False,
+def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path, callbacks: list | None = None) -> pl.Trainer:
+    return pl.Trainer(**trainer_devices(hardware), logger=loggers or False, callbacks=callbacks,
                       inference_mode=False, enable_checkpointing=False, enable_model_summary=False,
                       use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0)
 
@@ -110,6 +114,10 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     task = cfg.task
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     device = resolve_device(cfg.hardware)
+    fast = FastMode.from_config(cfg.hardware)
+    fast.check_device(device)
+    rank = launch_rank(cfg.hardware)  # > 0: a DDP rank started by SLURM / submitit; rank 0 writes the results
+    trainer_devices(cfg.hardware)     # checks nodes × devices against the launcher before any work
     model = load_model(cfg.model.name, checkpoint=cfg.model.get("checkpoint"),
                        num_classes=cfg.model.get("num_classes"), pretrained=cfg.model.get("pretrained"),
                        device=device if cfg.hardware.get("devices", 1) == 1 else "cpu")
@@ -128,16 +136,20 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     metrics = build_metrics(metric_cfg, model, has_masks)
 
     stage = out_dir / STAGING
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    if rank == 0:  # the other ranks write into it only after joining rank 0 (trainer.test)
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir(parents=True)
     writer = SampleWriter(stage, task.save_overlays, task.save_maps, task.get("overlay_power", 0.8))
     run_name = f"{cfg.method.name}-{cfg.model.name}-{cfg.dataset.name}"
-    loggers = build_loggers(cfg.logger, out_dir, run_name, OmegaConf.to_container(cfg, resolve=True))
+    loggers = build_loggers(cfg.logger, out_dir, run_name, OmegaConf.to_container(cfg, resolve=True)) if rank == 0 else []
     module = ExplainModule(model, method, cfg.method.name, metrics, target, writer, stage)
     data = ExplainDataModule(dataset, task.batch_size, task.get("num_workers", 0))
+    fast_mode = FastModeCallback(fast)
     start = time.perf_counter()
     try:
-        trainer_for(cfg.hardware, loggers, out_dir).test(module, datamodule=data, verbose=False)
+        trainer_for(cfg.hardware, loggers, out_dir, [fast_mode]).test(module, datamodule=data, verbose=False)
+        if rank != 0:
+            return {"task": "explain", "rank": rank, "summary": {"num_samples": len(module.records)}}
         wall = time.perf_counter() - start
         records = json.loads((stage / RECORDS).read_text())
         samples = records["samples"]
@@ -159,6 +171,8 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "method": {"name": cfg.method.name, **options, "resolved": repr(method)},
         "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
         "hardware": OmegaConf.to_container(cfg.hardware, resolve=True),
+        "fast_mode": fast_mode.status or {"precision": fast.precision, "channels_last": fast.channels_last,
+                                          "compile": fast.compile},
         "device": str(device),
         "metrics_config": metric_protocols(metrics),
         "summary": {"num_samples": len(samples), "seconds_total": records["seconds_total"],
