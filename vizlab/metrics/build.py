@@ -9,8 +9,9 @@ from torch import nn
 from torchmetrics import Metric
 
 from vizlab.errors import ConfigError, unknown_choice
-from vizlab.metrics.deletion_insertion import DeletionInsertion
+from vizlab.metrics.deletion_insertion import DeletionInsertion, DeletionInsertionConfig
 from vizlab.metrics.localisation import EnergyPointing, MaskIoU, PointingGame
+from vizlab.validation import check_fields, check_signature
 
 METRICS: dict[str, type] = {"deletion_insertion": DeletionInsertion, "pointing_game": PointingGame,
                             "mask_iou": MaskIoU, "energy_pointing": EnergyPointing}
@@ -27,6 +28,10 @@ def build_metrics(cfg: Mapping[str, Any] | None, model: nn.Module, has_masks: bo
             raise ConfigError(f"metric {name} needs ground-truth object masks, which this dataset does not have; "
                               "use dataset=synthetic_shapes (or a dataset with masks), or drop the metric.")
         options = dict(options or {})
+        if name == "deletion_insertion":
+            check_fields(f"metric.{name}", DeletionInsertionConfig, options)
+        else:
+            check_signature(f"metric.{name}", METRICS[name].__init__, options)
         try:
             metrics[name] = METRICS[name](model, **options) if name == "deletion_insertion" else METRICS[name](**options)
         except TypeError as exc:
