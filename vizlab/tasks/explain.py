@@ -25,11 +25,13 @@ from vizlab.errors import ConfigError, InputError
 from vizlab.io import write_json_atomic
 from vizlab.lit.explain_data import ExplainDataModule
 from vizlab.lit.explain_module import RECORDS, ExplainModule
+from vizlab.lit.sample_progress import SampleProgress
 from vizlab.loggers import build_loggers, finish_loggers, log_media
 from vizlab.methods import build
 from vizlab.metrics.build import build_metrics, metric_protocols
 from vizlab.models import ZooModel, load_model
 from vizlab.tasks.common import resolve_device
+from vizlab.tasks.runner import SKIPPED_AS_COMPLETE
 from vizlab.viz.outputs import SampleWriter
 
 STAGING = ".staging"
@@ -72,12 +74,14 @@ def completed(out_dir: Path, digest: str) -> dict[str, Any] | None:
     return results if results.get("complete") and results.get("config_hash") == digest else None
 
 
-def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path) -> pl.Trainer:
+def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path, callbacks: list | None = None) -> pl.Trainer:
+    """The test Trainer; Lightning's own progress bar is off (SampleProgress counts samples instead)."""
     devices = hardware.get("devices", 1)
     return pl.Trainer(accelerator="gpu" if hardware.accelerator in ("gpu", "cuda") else hardware.accelerator,
                       devices=devices, strategy=hardware.get("strategy", "auto"), logger=loggers or False,
                       inference_mode=False, enable_checkpointing=False, enable_model_summary=False,
-                      use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0)
+                      use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0,
+                      enable_progress_bar=False, callbacks=callbacks or [])
 
 
 def sample_name(dataset: torch.utils.data.Dataset, index: int) -> str:
@@ -101,7 +105,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     done = completed(out_dir, digest)
     if done is not None and not cfg.task.get("overwrite", False):
         print(f"vizlab: {out_dir} already holds complete results for this config; skipping (task.overwrite=true re-runs).")
-        return done
+        return {**done, SKIPPED_AS_COMPLETE: True}
     task = cfg.task
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     device = resolve_device(cfg.hardware)
@@ -130,7 +134,8 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     data = ExplainDataModule(dataset, task.batch_size, task.get("num_workers", 0))
     start = time.perf_counter()
     try:
-        trainer_for(cfg.hardware, loggers, out_dir).test(module, datamodule=data, verbose=False)
+        bars = [SampleProgress(len(dataset), f"{cfg.method.name} · {model.info.name}")] if task.get("progress", True) else []
+        trainer_for(cfg.hardware, loggers, out_dir, bars).test(module, datamodule=data, verbose=False)
         wall = time.perf_counter() - start
         records = json.loads((stage / RECORDS).read_text())
         samples = records["samples"]
