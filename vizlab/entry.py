@@ -15,6 +15,10 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
 
 from vizlab import interrupts
 
@@ -110,9 +114,11 @@ def hydra_main(conf: Path | None, argv: list[str] | None = None) -> None:
 
         hydra.main(version_base="1.3", config_path=str(conf), config_name="config")(run_task)()
     except KeyboardInterrupt:
+        interrupts.clean_unstarted_run()
         interrupts.exit_interrupted()
     except Exception as exc:
         if interrupts.was_interrupted():
+            interrupts.clean_unstarted_run()
             interrupts.exit_interrupted()
         if user_wants_traceback or not is_config_problem(exc):
             raise
@@ -129,3 +135,14 @@ def raise_missing_conf() -> None:
     raise ConfigError(f"vizlab's config folder was found neither in {PACKAGE_DIR / 'conf'} (installed package) nor "
                       f"in {PACKAGE_DIR.parent / 'conf'} (source tree); reinstall vizlab (pip install vizlab or pip "
                       "install -e . in its source tree).")
+
+
+
+class RunStartGuard(Callback):
+    """Hydra callback (conf/hydra/default.yaml): remembers a single run's job directory before
+    Hydra creates it, so that Ctrl-C during start-up can remove what Hydra wrote there."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        root = config.get("paths", {}).get("output_root")
+        interrupts.expect_run(Path(str(config.hydra.run.dir)).absolute(), str(config.hydra.job.name),
+                              Path(root).absolute() if root else None)

@@ -176,6 +176,7 @@ def run_task(cfg: DictConfig) -> dict[str, Any]:
     or, for a failed job of a multirun, {"status": "failed", "error": ...}."""
     from vizlab.tasks import TASKS
 
+    interrupts.run_started()
     job = current_job()
     out_dir = job.out_dir if job else Path.cwd()
     before = {p.name for p in out_dir.iterdir()} - {PENDING} if out_dir.is_dir() else set()
