@@ -41,7 +41,9 @@ def test_make_run_end_to_end(tmp_path):
     for noise in ("LeafSpec", "Tip:", "GPU available", "0/?", "wandb:", "Traceback"):
         assert noise not in output, noise
     assert "4/4" in proc.stderr and "sample" in proc.stderr
-    header, row = proc.stdout.splitlines()[1:3]
+    lines = proc.stdout.splitlines()
+    done = next(i for i, line in enumerate(lines) if line.startswith("vizlab: explain done: 4 samples"))
+    header, row = lines[done + 1:done + 3]
     assert header.split() == ["method", "model", "samples", "deletion_auc", "insertion_auc", "s/sample"]
     assert row.split()[:3] == ["gradcam", "efficientnet_lite0", "4"]
     assert float(row.split()[3]) == pytest.approx(results["summary"]["deletion_auc"], abs=5e-4)

@@ -106,6 +106,37 @@ def test_sweep_summary_counts_outcomes_and_sets_the_exit_status(tmp_path, capsys
     assert summary(bad, crash) == 1
 
 
+@pytest.mark.parametrize("with_results", [False, True])
+def test_failed_rerun_of_a_job_replaces_its_config_only_without_results(tmp_path, capsys, with_results):
+    """A job directory that failed before is re-run and fails again: without results its .hydra/
+    becomes this attempt's config (and failed.json this attempt's error); next to complete results
+    the old .hydra/ stays, since it describes them."""
+    from omegaconf import OmegaConf
+
+    from vizlab.tasks.runner import FAILED, HYDRA, PENDING, Job, failed
+
+    job_dir = tmp_path / "0_task.target=5000"
+    (job_dir / HYDRA).mkdir(parents=True)
+    (job_dir / HYDRA / "config.yaml").write_text("old attempt\n")
+    (job_dir / "run.log").write_text("")
+    (job_dir / FAILED).write_text(json.dumps({"error": "old error"}))
+    if with_results:
+        (job_dir / "results.json").write_text(json.dumps({"complete": True}))
+    before = {p.name for p in job_dir.iterdir()}
+    (job_dir / PENDING).mkdir()  # what Hydra writes for the new attempt
+    (job_dir / PENDING / "config.yaml").write_text("new attempt\n")
+    (job_dir / "partial.png").write_text("")  # something the failing attempt wrote
+    cfg = OmegaConf.create({"task": {"name": "explain"}, "paths": {"output_root": str(tmp_path)}})
+    job = Job(job_dir, "run", multirun=True, num=0, overrides=["task.target=5000"])
+    outcome = failed(cfg, job, job_dir, before, ConfigError("task.target=5000 is out of range"))
+    assert outcome["status"] == "failed" and outcome["bad_input"]
+    assert (job_dir / HYDRA / "config.yaml").read_text() == ("old attempt\n" if with_results else "new attempt\n")
+    assert not (job_dir / PENDING).exists() and not (job_dir / "partial.png").exists()
+    assert json.loads((job_dir / FAILED).read_text())["error"] == "task.target=5000 is out of range"
+    assert (job_dir / "results.json").exists() == with_results
+    assert "(job 0 failed:" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
                                       ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"]])

@@ -70,25 +70,24 @@ def current_job() -> Job | None:
 
 
 def remove_run_outputs(out_dir: Path, job_name: str | None, before: set[str], stop_at: Path | None = None,
-                       keep: frozenset[str] = frozenset(), keep_config: bool = False) -> None:
+                       keep: frozenset[str] = frozenset(), keep_config: bool = False) -> set[str]:
     """Delete what a failed run wrote into its Hydra job directory: every entry that was not there
     when the task started, plus Hydra's .hydra/ and job log if the directory was fresh (unless
     `keep_config`: a failed multirun job keeps them next to its failed.json); then the directory
     itself if empty. Entries that were there before (earlier results) are kept, and so are the
-    entries named in `keep` (with Hydra's files) if the run wrote them.
+    entries named in `keep` (with Hydra's files) if the run wrote them; returns those kept.
     Outside Hydra only the staging folder is removed."""
     shutil.rmtree(out_dir / ".staging", ignore_errors=True)
     if job_name is None or not out_dir.is_dir():
-        return
+        return set()
     hydra_own = {HYDRA, PENDING, f"{job_name}.log"}
     doomed = {p.name for p in out_dir.iterdir()} - before
     if before <= hydra_own:
         doomed |= hydra_own
     if keep_config:
         doomed -= hydra_own - {PENDING}
-    if doomed & keep:
-        print(f"vizlab: interrupted; kept {', '.join(sorted(doomed & keep))} in {out_dir} "
-              "(training tasks resume with task.resume=<that dir>/checkpoints/last.ckpt)", file=sys.stderr)
+    kept = doomed & keep
+    if kept:
         doomed -= keep | hydra_own
     for name in doomed:
         entry = out_dir / name
@@ -97,6 +96,7 @@ def remove_run_outputs(out_dir: Path, job_name: str | None, before: set[str], st
         else:
             entry.unlink(missing_ok=True)
     remove_empty_dirs(out_dir, stop_at)
+    return kept
 
 
 def remove_empty_dirs(path: Path, stop_at: Path | None) -> None:
@@ -205,18 +205,35 @@ def run_task(cfg: DictConfig) -> dict[str, Any]:
     return {**results, "status": "skipped" if skipped else "done"}
 
 
+def kept_message(out_dir: Path, kept: set[str]) -> str:
+    return (f"vizlab: kept {', '.join(sorted(kept))} in {out_dir} "
+            "(training tasks resume with task.resume=<that dir>/checkpoints/last.ckpt)")
+
+
+def interrupted_message(out_dir: Path, job: Job | None, kept: set[str]) -> str:
+    if job is None:
+        return "vizlab: interrupted"
+    if kept:
+        return "vizlab: interrupted; " + kept_message(out_dir, kept).removeprefix("vizlab: ")
+    return f"vizlab: interrupted; removed this run's partial outputs in {out_dir}"
+
+
 def failed(cfg: DictConfig, job: Job | None, out_dir: Path, before: set[str], exc: BaseException) -> dict[str, Any]:
     """Clean up after a failed run; exit (single run, Ctrl-C) or record failed.json (multirun job)."""
     interrupted = interrupts.was_interrupted(exc)
     bad_input = isinstance(exc, VizlabError)
     record = job is not None and job.multirun and isinstance(exc, Exception) and not interrupted
     keep = frozenset() if bad_input else RESUMABLE
-    remove_run_outputs(out_dir, job.name if job else None, before, output_root(cfg), keep=keep, keep_config=record)
+    if record and "results.json" not in before:
+        adopt_pending_config(out_dir, replace=True)  # no results to protect: .hydra/ describes this attempt
+    kept = remove_run_outputs(out_dir, job.name if job else None, before, output_root(cfg), keep=keep,
+                              keep_config=record)
     if job is not None:
         drop_pending_config(out_dir)
     if interrupted:
-        interrupts.exit_interrupted(f"vizlab: interrupted; removed this run's partial outputs in {out_dir}"
-                                    if job is not None else "vizlab: interrupted")
+        interrupts.exit_interrupted(interrupted_message(out_dir, job, kept))
+    if kept and not record:
+        print(kept_message(out_dir, kept), file=sys.stderr)
     if not record:
         if bad_input:
             print(f"vizlab: error: {one_line(exc)}", file=sys.stderr)
