@@ -1,19 +1,15 @@
-"""Hydra entry point: `python run.py task=explain model=resnet50 method=gradcam` (also `-m` sweeps)."""
+"""Hydra entry point: `python run.py task=explain model=resnet50 method=gradcam` (also `-m` sweeps).
 
-import hydra
-from omegaconf import DictConfig
+Bad config or input: one `vizlab: error:` line, exit status 2 (`vizlab.entry`); Ctrl-C: exit 130.
+"""
 
-from vizlab.resolvers import register_resolvers
-
-register_resolvers()  # ${vizlab.methods:...} (experiment sweeps), vizlab_* (hydra.run.dir, hardware=slurm)
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    from vizlab.tasks import run_task
-
-    run_task(cfg)
-
+import sys
+from pathlib import Path
 
 if __name__ == "__main__":
-    main()
+    try:
+        from vizlab.entry import hydra_main
+    except KeyboardInterrupt:
+        print("vizlab: interrupted", file=sys.stderr)
+        sys.exit(130)
+    hydra_main(Path(__file__).resolve().parent / "conf")

@@ -36,6 +36,18 @@ def test_make_run_end_to_end(tmp_path):
     assert 0 <= results["summary"]["deletion_auc"] < results["summary"]["insertion_auc"] <= 1
     assert results["metrics_config"]["deletion_insertion"]["steps"] == 10
     assert list((job / "wandb").glob("offline-run-*/run-*.wandb"))
+    # a quiet first run: no library chatter, one bar counting samples, a summary table, where the files are
+    output = proc.stdout + proc.stderr
+    for noise in ("LeafSpec", "Tip:", "GPU available", "0/?", "wandb:", "Traceback"):
+        assert noise not in output, noise
+    assert "4/4" in proc.stderr and "sample" in proc.stderr
+    lines = proc.stdout.splitlines()
+    done = next(i for i, line in enumerate(lines) if line.startswith("vizlab: explain done: 4 samples"))
+    header, row = lines[done + 1:done + 3]
+    assert header.split() == ["method", "model", "samples", "deletion_auc", "insertion_auc", "s/sample"]
+    assert row.split()[:3] == ["gradcam", "efficientnet_lite0", "4"]
+    assert float(row.split()[3]) == pytest.approx(results["summary"]["deletion_auc"], abs=5e-4)
+    assert "W&B run (offline):" in proc.stdout
     for sample in results["samples"]:
         (png,) = sample["files"]
         image = cv2.imread(str(job / png))
@@ -72,8 +84,9 @@ def test_sweep_over_methods(tmp_path):
 
 
 def test_list_commands():
-    proc = run_cli("vizlab", "layers", "resnet18", "layer4.1")
-    assert proc.returncode == 0 and "layer4.1.conv2" in proc.stdout.split()
+    proc = run_cli("vizlab", "layers", "efficientnet_lite0", "blocks.6")
+    assert proc.returncode == 0 and "blocks.6.0.conv_pw" in proc.stdout.split()
+    assert "random weights" not in proc.stderr  # the model ships its weights; a layer list needs none
     proc = run_cli("vizlab", "models")
     assert "efficientnet_lite0" in proc.stdout and "r2plus1d_18" in proc.stdout
     proc = run_cli("vizlab", "methods")
@@ -86,18 +99,61 @@ def _corrupt_image(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["model=resnet5"], "Could not find 'model/resnet5'"),
-    (["method.layer=bn_2"], "Layer 'bn_2' not found"),
+def bomb_png(path: Path, width: int = 60000, height: int = 60000) -> Path:
+    """A valid 8×8 PNG whose header claims width × height pixels (a decompression bomb's header)."""
+    import io
+    import struct
+    import zlib
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = bytearray(data[16:29])  # after the signature: length, b"IHDR", 13 bytes of data, CRC
+    ihdr[0:8] = struct.pack(">II", width, height)
+    data[16:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + bytes(ihdr)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(data))
+    return path
+
+
+class _Payload:
+    """Unpickling this would run print(): what weights_only loading must refuse."""
+
+    def __reduce__(self):
+        return (print, ("payload ran",))
+
+
+def _files(tmp_path: Path) -> dict[str, Path]:
+    """Bad inputs for the in-process checks, by placeholder name."""
+    import torch
+
+    good = tmp_path / "tree" / "cls" / "a_good.png"
+    good.parent.mkdir(parents=True)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(good)
+    bomb_png(tmp_path / "tree" / "cls" / "b_bomb.png")  # sorted after a_good: fails while the loop runs
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(np.random.default_rng(0).bytes(4096))
+    pickled = tmp_path / "payload.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "extra": _Payload()}, pickled)
+    return {"CORRUPT": _corrupt_image(tmp_path), "BOMB": bomb_png(tmp_path / "bomb.png"), "TREE": tmp_path / "tree",
+            "GOOD": good, "GARBAGE": garbage, "PICKLE": pickled}
+
+
+@pytest.mark.parametrize(("command", "overrides", "message"), [
+    ([PYTHON, "run.py"], ["model=resnet5"], "Unknown model=resnet5. Did you mean: 'resnet50', 'resnet18'"),
+    (["vizlab"], ["method.layr=bn2"], "Unknown option 'method.layr'. Did you mean: 'method.layer'?"),
+    ([PYTHON, "run.py"], ["method.layer=bn_2"], "Layer 'bn_2' not found"),
 ])
-def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, overrides, message):
-    """From the command line: a Hydra composition error and a vizlab check, each one message, exit
-    status != 0, no traceback and no output directory."""
+def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, command, overrides, message):
+    """From the command line (run.py and the console script): Hydra's composition errors and a
+    vizlab check, each exactly one stderr line, exit status 2, no traceback, no append hint, no output."""
     out = tmp_path / "outputs"
-    proc = run_cli(PYTHON, "run.py", *overrides, f"paths.output_root={out}")
-    assert proc.returncode != 0
-    assert message in proc.stderr, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
+    proc = run_cli(*command, *overrides, f"paths.output_root={out}")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("vizlab: error: ") and message in line, line
+    assert "To append" not in proc.stderr and "+method" not in proc.stderr
     assert all_files(out) == []
 
 
@@ -109,16 +165,31 @@ def test_bad_config_fails_fast_and_leaves_nothing(tmp_path, overrides, message):
     (["dataset.images=[chelsee]"], "Unknown sample image"),
     (["dataset=image", "dataset.path=CORRUPT"], "corrupt or not an image"),
     (["hardware.accelerator=tpu"], "hardware.accelerator must be one of"),
+    (["task.max_samples=0"], "task.max_samples must be an integer >= 1 or null; got 0."),
+    (["task.max_samples=-1"], "task.max_samples must be an integer >= 1 or null; got -1."),
+    (["method=integrated_gradients", "method.steps=abc"], "method.steps must be an integer; got 'abc' (str)."),
+    (["method=integrated_gradients", "method.steps=2.5"], "method.steps must be an integer; got 2.5."),
+    (["model.num_classes=0"], "model.num_classes must be an integer >= 1 or null; got 0."),
+    (["task.target=2.7"], "task.target must be null (the predicted class), 'label'"),
+    (["metric.deletion_insertion.steps=ten"], "metric.deletion_insertion.steps must be an integer"),
+    (["hardware.threads=0"], "hardware.threads must be an integer >= 1"),
+    (["dataset=image", "dataset.path=BOMB"], "claims 60000×60000 pixels (3600 MP), more than dataset.max_pixels"),
+    (["dataset=image", "dataset.path=GOOD", "dataset.max_pixels=1000"], "claims 64×64 pixels"),
+    (["dataset=image_folder", "dataset.root=TREE", "task.batch_size=1", "metric=none", "logger=none"],
+     "b_bomb.png claims 60000×60000 pixels"),  # mid-run: the first image is explained, the second fails
+    (["model=resnet18", "model.checkpoint=GARBAGE"], "garbage.pth is not a state dict vizlab can load safely"),
+    (["model=resnet18", "model.checkpoint=PICKLE"], "payload.pth is not a state dict vizlab can load safely"),
 ])
 def test_bad_config_values_fail_with_one_line_in_process(tmp_path, monkeypatch, capsys, overrides, message):
     """The same checks through `run_task` in this process (the CLI's code path after Hydra's
-    composition, without a new interpreter per case): exit status 2, one `vizlab: error:` line,
-    nothing written."""
+    composition, without a new interpreter per case): exit status 2, one `vizlab: error:` line and
+    no traceback, never a hint to load unsafely, nothing written."""
     from hydra import compose, initialize_config_dir
 
     from vizlab.tasks import run_task
 
-    overrides = [o.replace("CORRUPT", str(_corrupt_image(tmp_path))) for o in overrides]
+    files = _files(tmp_path)
+    overrides = [o.split("=", 1)[0] + "=" + str(files.get(o.split("=", 1)[1], o.split("=", 1)[1])) for o in overrides]
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -127,8 +198,10 @@ def test_bad_config_values_fail_with_one_line_in_process(tmp_path, monkeypatch, 
     with pytest.raises(SystemExit) as exit_info:
         run_task(cfg)
     assert exit_info.value.code == 2
-    (line,) = [x for x in capsys.readouterr().err.splitlines() if x.startswith("vizlab: error:")]
+    captured = capsys.readouterr()
+    (line,) = [x for x in captured.err.splitlines() if x.startswith("vizlab: error:")]
     assert message in line
+    assert "Traceback" not in captured.err and "weights_only" not in line and "payload ran" not in captured.out
     assert all_files(work) == []
 
 

@@ -66,7 +66,7 @@ def test_checkpoint_errors(tmp_path):
         load_model("resnet18", checkpoint=bad)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="Could not read"):
+    with pytest.raises(CheckpointError, match="not a state dict vizlab can load safely"):
         load_model("resnet18", checkpoint=junk)
     with pytest.raises(CheckpointError, match="never downloads"):
         load_model("resnet50", pretrained=True)

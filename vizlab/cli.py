@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+import warnings
 
 
 def _print_models() -> None:
@@ -56,7 +54,9 @@ def _print_layers(model_name: str, pattern: str = "") -> None:
     from vizlab.layers import list_layers, wrapper_prefix
     from vizlab.models import load_model
 
-    model = load_model(model_name, pretrained=False)
+    with warnings.catch_warnings():  # "using random weights" does not matter for a list of layer names
+        warnings.simplefilter("ignore", UserWarning)
+        model = load_model(model_name, pretrained=False)
     prefix = wrapper_prefix(model)
     for name in list_layers(model):
         if pattern in name or pattern in prefix + name:
@@ -86,17 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     except VizlabError as exc:
         print(f"vizlab: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if not CONF_DIR.is_dir():
-        sys.exit(f"vizlab: config folder not found at {CONF_DIR}; install vizlab from its source tree (pip install -e .).")
-    import hydra
+    from vizlab.entry import conf_dir, hydra_main
 
-    from vizlab.resolvers import register_resolvers
-    from vizlab.tasks import run_task
-
-    register_resolvers()
-
-    sys.argv = [sys.argv[0], *argv]
-    hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(run_task)()
+    hydra_main(conf_dir(), argv)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,11 @@ class CheckpointError(VizlabError):
     """A checkpoint file is missing or does not fit the model."""
 
 
-def suggest(name: str, choices: Iterable[str], limit: int = 5) -> str:
-    """Return a ' Did you mean ...?' hint for `name` among `choices` (empty if nothing is close)."""
+def suggest(name: str, choices: Iterable[str], limit: int = 5, prefix: str = "") -> str:
+    """Return a ' Did you mean ...?' hint for `name` among `choices` (empty if nothing is close);
+    each suggestion is shown with `prefix` (e.g. "method." for the keys of the method group)."""
     close = difflib.get_close_matches(name, list(choices), n=limit, cutoff=0.5)
-    return f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+    return f" Did you mean: {', '.join(repr(prefix + c) for c in close)}?" if close else ""
 
 
 def unknown_choice(kind: str, name: str, choices: Iterable[str]) -> ConfigError:

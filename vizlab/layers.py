@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vizlab.errors import LayerNotFoundError, suggest
+from vizlab.errors import InputError, LayerNotFoundError, suggest
 
 LayerSpec = str | nn.Module
 
@@ -42,6 +42,9 @@ def resolve_layer(model: nn.Module, layer: LayerSpec) -> nn.Module:
         if not any(m is layer for m in net.modules()):
             raise LayerNotFoundError("The layer module passed is not part of this model.")
         return layer
+    if not isinstance(layer, str):
+        raise InputError(f"layer must be a dotted layer name such as 'layer4' (a string) or a module of the model; "
+                         f"got {layer!r} ({type(layer).__name__}). Run `vizlab layers MODEL` to list the names.")
     modules = dict(net.named_modules())
     if layer in modules and layer != "":
         return modules[layer]

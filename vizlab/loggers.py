@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
 from vizlab.errors import ConfigError
+from vizlab.validation import check_number
 
 LOGGERS = ("wandb", "csv", "tensorboard", "none")
 
@@ -20,6 +22,43 @@ def wandb_mode() -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+WANDB_INIT_TIMEOUT = 15.0  # seconds an online W&B run may take to start before vizlab logs offline instead
+
+
+def wandb_logger(cfg: DictConfig, out_dir: Path, run_name: str) -> Any:
+    """A quiet WandbLogger (no W&B banner or summary on the console). Online (WANDB_API_KEY or
+    WANDB_MODE=online) it starts the run at once with `logger.init_timeout` seconds (default 15);
+    if that fails (no network, bad key) it warns in one line and logs offline instead, so the run
+    is never lost: `wandb sync <job>/wandb/offline-run-*` uploads it later."""
+    import wandb
+    from pytorch_lightning.loggers import WandbLogger
+
+    timeout = check_number("logger.init_timeout", cfg.get("init_timeout", WANDB_INIT_TIMEOUT), low=0, low_open=True)
+
+    def make(mode: str) -> WandbLogger:
+        logger = WandbLogger(project=cfg.get("project", "vizlab"), name=run_name, save_dir=str(out_dir),
+                             offline=mode == "offline", mode=mode if mode in ("offline", "disabled") else None,
+                             tags=list(cfg.get("tags") or []), log_model=False,
+                             settings=wandb.Settings(silent=True, init_timeout=float(timeout)))
+        logger._wandb_init.pop("anonymous", None)  # Lightning always passes it; W&B warns that it has no effect
+        return logger
+
+    mode = wandb_mode()
+    logger = make(mode)
+    if mode != "online":
+        return logger
+    os.environ.setdefault("WANDB_SILENT", "true")  # also W&B's login line; vizlab prints the run's URL itself
+    try:
+        print(f"vizlab: W&B run: {logger.experiment.url}")  # starts the online run now, within the timeout
+    except Exception as exc:  # wandb raises CommError, UsageError, AuthenticationError, ...
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[0][:160] if lines else type(exc).__name__
+        print(f"vizlab: warning: W&B did not start an online run within {float(timeout):g} s ({reason}); "
+              f"logging offline to {out_dir / 'wandb'} instead (upload it later with `wandb sync`).", file=sys.stderr)
+        logger = make("offline")
+    return logger
+
+
 def build_loggers(cfg: DictConfig, out_dir: Path, run_name: str, config: dict[str, Any]) -> list:
     """Lightning loggers writing under `out_dir`, with the resolved config logged as hyper-parameters."""
     name = cfg.get("name", "none")
@@ -27,13 +66,10 @@ def build_loggers(cfg: DictConfig, out_dir: Path, run_name: str, config: dict[st
         raise ConfigError(f"Unknown logger {name!r}; valid: {', '.join(LOGGERS)}.")
     if name == "none":
         return []
-    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+    from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
     if name == "wandb":
-        mode = wandb_mode()
-        logger = WandbLogger(project=cfg.get("project", "vizlab"), name=run_name, save_dir=str(out_dir),
-                             offline=mode == "offline", mode=mode if mode == "disabled" else None,
-                             tags=list(cfg.get("tags") or []), log_model=False)
+        logger = wandb_logger(cfg, out_dir, run_name)
     elif name == "csv":
         logger = CSVLogger(save_dir=str(out_dir), name="csv", version="")
     else:

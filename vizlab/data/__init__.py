@@ -8,7 +8,7 @@ from typing import Any
 from torch.utils.data import Dataset
 
 from vizlab.data.frame_store import FrameStore, pack_frame_store
-from vizlab.data.images import ImageFolder, SampleImages, SingleImage, preprocess, read_image
+from vizlab.data.images import DEFAULT_MAX_PIXELS, ImageFolder, SampleImages, SingleImage, preprocess, read_image
 from vizlab.data.synthetic_motion import SyntheticMotion, build_synthetic_motion
 from vizlab.data.synthetic_shapes import SyntheticShapes, build_synthetic_shapes
 from vizlab.data.video import CLIP_DATASETS, FrameFolder, VideoFolder, build_clip_dataset
@@ -40,13 +40,14 @@ def build_dataset(cfg: Mapping[str, Any], input_size: int, is_video: bool = Fals
     resize = cfg.get("resize", "squash")
     if name == "samples":
         return SampleImages(input_size, list(cfg.get("images") or []), resize)
+    max_pixels = cfg.get("max_pixels") or DEFAULT_MAX_PIXELS
     if name == "image_folder":
         if not cfg.get("root"):
             raise ConfigError("dataset=image_folder needs dataset.root=/path/to/<class>/<image> tree.")
-        return ImageFolder(cfg["root"], input_size, resize)
+        return ImageFolder(cfg["root"], input_size, resize, max_pixels=max_pixels)
     if not cfg.get("path"):
         raise ConfigError("dataset=image needs dataset.path=/path/to/image.jpg.")
-    return SingleImage(cfg["path"], input_size, resize)
+    return SingleImage(cfg["path"], input_size, resize, max_pixels)
 
 
 __all__ = ["DATASETS", "FrameFolder", "FrameStore", "ImageFolder", "SampleImages", "SingleImage", "SyntheticMotion",

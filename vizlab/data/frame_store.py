@@ -18,7 +18,6 @@ import json
 import os
 import sqlite3
 import sys
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -41,6 +40,7 @@ from vizlab.data.video import (
     resolve_labels,
 )
 from vizlab.errors import ConfigError, InputError, VizlabError, unknown_choice
+from vizlab.io import temp_file_next_to
 
 FORMATS = ("jpg", "png")
 SOURCE_KINDS = ("auto", "video", "frames")
@@ -139,7 +139,7 @@ def pack_frame_store(sources: str | Path | Sequence[str | Path], db_path: str | 
     renamed over it only when complete. Bad videos raise InputError, or with skip_bad are skipped
     with a warning. Returns `db_path`.
     """
-    from tqdm import tqdm
+    from vizlab.progress import progress_bar
 
     if format not in FORMATS:
         raise unknown_choice("frame format", str(format), FORMATS)
@@ -158,10 +158,9 @@ def pack_frame_store(sources: str | Path | Sequence[str | Path], db_path: str | 
 
     db_path = Path(db_path).expanduser()
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=db_path.parent, prefix=f".{db_path.name}.", suffix=".tmp")
+    fd, tmp = temp_file_next_to(db_path)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o644)
         conn = sqlite3.connect(tmp, isolation_level=None)  # explicit transactions below
         try:
             conn.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + SCHEMA)
@@ -169,7 +168,7 @@ def pack_frame_store(sources: str | Path | Sequence[str | Path], db_path: str | 
             conn.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("format", format), ("classes", json.dumps(class_names)), ("schema", "1")])
             packed = 0
-            bar = tqdm(items, unit="video", desc=f"pack {db_path.name}", disable=not progress)
+            bar = progress_bar(items, unit="video", desc=f"pack {db_path.name}", disable=not progress)
             for (ds, i), label in zip(bar, ints, strict=True):
                 packed += _pack_one(conn, ds, i, label, format, quality, skip_bad)
                 bar.set_postfix(frames=packed)

@@ -21,15 +21,83 @@ SAMPLE_NAMES = ("chelsea", "coffee", "astronaut", "rocket", "cat", "hubble_deep_
 RESIZE_MODES = ("squash", "center_crop")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; a clear error names an unreadable file."""
+DEFAULT_MAX_PIXELS = 100_000_000  # dataset.max_pixels: larger images are refused before decoding
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT, JPG, DAC)
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first start-of-frame segment of JPEG bytes, else None."""
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in JPEG_SOF:
+            return int.from_bytes(head[pos + 7:pos + 9], "big"), int.from_bytes(head[pos + 5:pos + 7], "big")
+        pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
+    return None
+
+
+def header_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) that an encoded image's header claims, read without decoding the pixels
+    (PNG and JPEG parsed here, other formats by PIL's header parsers); None if not recognised."""
+    raw = data if isinstance(data, bytes) else memoryview(np.ascontiguousarray(data, np.uint8)).tobytes()
+    if raw.startswith(PNG_SIGNATURE) and raw[12:16] == b"IHDR":
+        return int.from_bytes(raw[16:20], "big"), int.from_bytes(raw[20:24], "big")
+    if raw.startswith(b"\xff\xd8"):
+        size = _jpeg_size(raw)
+        if size is not None:
+            return size
+    import io
+
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # the size is what we want to see, not PIL's bomb error
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            return image.size
+    except Exception:
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def check_pixels(data: bytes | np.ndarray, source: str, max_pixels: int = DEFAULT_MAX_PIXELS, hint: str = "") -> None:
+    """InputError if the image header of `data` claims more than `max_pixels` pixels (checked
+    before decoding, so a 60000×60000 header costs nothing)."""
+    size = header_size(data)
+    if size is not None and size[0] * size[1] > max_pixels:
+        w, h = size
+        raise InputError(f"{source} claims {w}×{h} pixels ({w * h / 1e6:.0f} MP), more than dataset.max_pixels="
+                         f"{max_pixels}; shrink it or raise dataset.max_pixels{hint}.")
+
+
+def decode_bgr(data: np.ndarray) -> np.ndarray | None:
+    """cv2.imdecode of uint8 bytes to (H, W, 3) BGR; None when OpenCV cannot decode them."""
     import cv2
 
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    except cv2.error:
+        return None
+
+
+def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; a clear error names an unreadable file or one
+    whose header claims more than `max_pixels` pixels."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"Image file not found: {path}")
     data = np.fromfile(str(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    check_pixels(data, f"Image {path}", max_pixels)
+    bgr = decode_bgr(data)
     if bgr is None:
         raise InputError(f"Could not decode image {path}: the file is corrupt or not an image.")
     return np.ascontiguousarray(bgr[:, :, ::-1])
@@ -66,10 +134,10 @@ def preprocess(img: np.ndarray, size: int, resize: str = "squash") -> torch.Tens
 
 
 class _ImageDataset(Dataset):
-    def __init__(self, size: int, resize: str) -> None:
+    def __init__(self, size: int, resize: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         if resize not in RESIZE_MODES:
             raise ConfigError(f"dataset.resize must be one of {RESIZE_MODES}, got {resize!r}.")
-        self.size, self.resize = size, resize
+        self.size, self.resize, self.max_pixels = size, resize, max_pixels
         self.names: list[str] = []
         self.labels: list[int] = []
         self.class_names: list[str] = []
@@ -112,8 +180,8 @@ class ImageFolder(_ImageDataset):
     """
 
     def __init__(self, root: str | Path, size: int, resize: str = "squash",
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS) -> None:
-        super().__init__(size, resize)
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        super().__init__(size, resize, max_pixels)
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise ConfigError(f"dataset.root is not a directory: {self.root}")
@@ -132,17 +200,17 @@ class ImageFolder(_ImageDataset):
         self.class_names = classes
 
     def load(self, index: int) -> np.ndarray:
-        return read_image(self.paths[index])
+        return read_image(self.paths[index], self.max_pixels)
 
 
 class SingleImage(_ImageDataset):
     """One image file (label -1)."""
 
-    def __init__(self, path: str | Path, size: int, resize: str = "squash") -> None:
-        super().__init__(size, resize)
+    def __init__(self, path: str | Path, size: int, resize: str = "squash", max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+        super().__init__(size, resize, max_pixels)
         self.path = Path(path).expanduser()
-        read_image(self.path)  # fail fast on a missing or corrupt file
+        read_image(self.path, max_pixels)  # fail fast on a missing, corrupt or huge file
         self.names, self.labels = [self.path.stem], [-1]
 
     def load(self, index: int) -> np.ndarray:
-        return read_image(self.path)
+        return read_image(self.path, self.max_pixels)

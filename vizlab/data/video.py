@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from vizlab.data.images import check_pixels, decode_bgr
 from vizlab.errors import ConfigError, InputError, unknown_choice
 from vizlab.naming import natural_key
 
@@ -88,7 +89,8 @@ def decode_frame(data: bytes | np.ndarray, source: str) -> np.ndarray:
     import cv2
 
     buf = np.frombuffer(data, np.uint8) if isinstance(data, bytes | bytearray | memoryview) else data
-    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+    check_pixels(buf, f"Frame {source}", hint=f", {SKIP_HINT}")
+    bgr = decode_bgr(buf)
     if bgr is None:
         raise InputError(f"Could not decode frame {source}: the file is corrupt or not an image. "
                          f"Re-extract or remove it, {SKIP_HINT}.")

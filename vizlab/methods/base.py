@@ -8,11 +8,13 @@ an `Explanation` that also holds the raw signed map, targets and logits.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -60,11 +62,17 @@ class AttributionMethod:
     # --- public API -------------------------------------------------------------------------
     def __call__(self, x: torch.Tensor, target: Target = None, return_info: bool = False):
         check_input(self.model, x)
+        check_target(target)
         was_training = self.model.training
         self.model.eval()
         try:
             with frozen_parameters(self.model):
                 info = self.explain(x, target)
+        except RuntimeError as exc:
+            too_small = input_too_small(exc, x)
+            if too_small is None:
+                raise
+            raise too_small from exc
         finally:
             self.model.train(was_training)
         return info if return_info else info.saliency
@@ -108,8 +116,12 @@ def frozen_parameters(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(True)
 
 
+MIN_SIZE_FRACTION = 8  # a zoo model refuses inputs smaller than input_size / 8 per side
+
+
 def check_input(model: nn.Module, x: torch.Tensor) -> None:
-    """Raise InputError for non-tensor, wrong rank, wrong channel count, NaN/Inf or wrong device."""
+    """Raise InputError for non-tensor, wrong rank, empty input, too small for a zoo model, wrong
+    channel count, device or dtype (unless autocast is on), or NaN/Inf."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"Input must be a torch.Tensor, got {type(x).__name__}.")
     if not x.is_floating_point():
@@ -120,6 +132,8 @@ def check_input(model: nn.Module, x: torch.Tensor) -> None:
             f"Input must be (N, C, H, W) for images or (N, C, T, H, W) for clips, got shape "
             f"{tuple(x.shape)}. Add a batch dimension with x.unsqueeze(0) for a single sample."
         )
+    if x.numel() == 0:
+        raise InputError(f"Input is empty (shape {tuple(x.shape)}); give at least one sample with non-zero size.")
     first = first_module_of_type(model, (nn.Conv2d, nn.Conv3d))
     info = getattr(model, "info", None)
     if first is not None:
@@ -135,8 +149,46 @@ def check_input(model: nn.Module, x: torch.Tensor) -> None:
         if conv.weight.device != x.device:
             raise InputError(f"Input is on {x.device} but the model is on {conv.weight.device}; "
                              "move one with .to(device).")
+        if conv.weight.dtype != x.dtype and not torch.is_autocast_enabled(x.device.type):
+            raise InputError(f"Input is {x.dtype} but the model's weights are {conv.weight.dtype}; "
+                             f"convert the input with x.to({conv.weight.dtype}) (or the model with model.to(dtype)).")
+    size = getattr(info, "input_size", None)
+    if isinstance(size, int) and min(x.shape[-2:]) < max(1, size // MIN_SIZE_FRACTION):
+        raise InputError(f"Input of spatial size {tuple(x.shape[-2:])} is too small for {info.name} (input size "
+                         f"{size}×{size}; at least {size // MIN_SIZE_FRACTION} px per side): its maps would be empty "
+                         "or meaningless. Resize the input to the model's input size.")
     if not torch.isfinite(x).all():
         raise InputError("Input contains NaN or Inf values; check the image/clip decoding and normalisation.")
+
+
+TARGET_HELP = "an int class index, one per sample (a list or an integer tensor), or None for the predicted class"
+
+
+def check_target(target: Target) -> None:
+    """Raise InputError unless `target` is None, an int, a sequence of ints or an integer tensor/array
+    (a float such as 2.7 is refused rather than truncated; so are strings and bools)."""
+    if target is None:
+        return
+    if isinstance(target, (torch.Tensor, np.ndarray)):
+        integer = (not (target.dtype.is_floating_point or target.dtype.is_complex or target.dtype == torch.bool)
+                   if isinstance(target, torch.Tensor) else target.dtype.kind in "iu")
+        if not integer:
+            raise InputError(f"target must be {TARGET_HELP}; got a {target.dtype} tensor "
+                             f"(convert class indices with .long()).")
+        return
+    items = target if isinstance(target, Sequence) and not isinstance(target, (str, bytes)) else [target]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise InputError(f"target must be {TARGET_HELP}; got {item!r} ({type(item).__name__}).")
+
+
+def input_too_small(exc: RuntimeError, x: torch.Tensor) -> InputError | None:
+    """The InputError for torch's "kernel larger than input" / "output size too small" errors, else None."""
+    text = str(exc)
+    if "Kernel size can't be greater than actual input size" not in text and "Output size is too small" not in text:
+        return None
+    return InputError(f"Input of spatial size {tuple(x.shape[2:])} is too small for this network (a convolution "
+                      "or pooling layer has nothing left to work on); resize the input to the model's input size.")
 
 
 def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
@@ -144,6 +196,7 @@ def resolve_target(target: Target, logits: torch.Tensor) -> torch.Tensor:
     n, k = logits.shape[0], logits.shape[1]
     if target is None:
         return logits.argmax(dim=1)
+    check_target(target)
     t = torch.as_tensor(target, device=logits.device).long().reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
@@ -160,6 +213,7 @@ def per_sample_targets(target: Target, x: torch.Tensor) -> torch.Tensor | None:
     """None, or an (N,) long tensor on x's device (one int is broadcast). Checks the count only."""
     if target is None:
         return None
+    check_target(target)
     t = torch.as_tensor(target, device=x.device).long().reshape(-1)
     if t.numel() == 1:
         t = t.expand(x.shape[0])

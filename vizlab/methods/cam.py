@@ -139,7 +139,14 @@ class LayerMethod(AttributionMethod):
 
     def finish(self, raw: torch.Tensor, x: torch.Tensor, t: torch.Tensor, logits: torch.Tensor,
                **extras) -> Explanation:
-        """raw (N, *S') signed map → Explanation with ReLU, upsampling and per-sample min-max."""
+        """raw (N, *S') signed map → Explanation with ReLU, upsampling and per-sample min-max.
+        A 1×1 (×1) layer map cannot localise anything (the map would be all zeros): InputError."""
+        if raw.dim() > 1 and all(side == 1 for side in raw.shape[1:]):
+            size = getattr(getattr(self.model, "info", None), "input_size", None)
+            hint = f"the model's input size is {size}×{size}" if size else "use larger inputs"
+            raise InputError(f"Input of spatial size {tuple(x.shape[2:])} is too small for layer {self.layer_name!r}: "
+                             f"its feature map is {'×'.join(map(str, raw.shape[1:]))}, so the map would be empty; "
+                             f"{hint} (or pick an earlier layer with method.layer=...).")
         saliency = minmax(upsample(raw.clamp_min(0), x.shape[2:]))
         return Explanation(saliency, raw.detach(), t, logits.detach(), extras)
 

@@ -26,6 +26,7 @@ from vizlab.methods.base import (
     target_score,
 )
 from vizlab.methods.registry import register
+from vizlab.validation import check_number
 
 Polarity = Literal["positive", "negative", "both"]
 POLARITIES = ("positive", "negative", "both")
@@ -71,10 +72,8 @@ class _GradientMethod(AttributionMethod):
         super().__init__(model)
         if polarity not in POLARITIES:
             raise ConfigError(f"polarity must be one of {POLARITIES}, got {polarity!r}.")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
-        if not 0 < percentile <= 100:
-            raise ConfigError(f"percentile must be in (0, 100], got {percentile}.")
+        check_number("batch_size", batch_size, low=1, integer=True)
+        check_number("percentile", percentile, low=0, high=100, low_open=True)
         self.polarity, self.batch_size, self.percentile = polarity, batch_size, percentile
 
     def to_map(self, attr: torch.Tensor, polarity: Polarity | None = None) -> torch.Tensor:
@@ -172,8 +171,7 @@ class IntegratedGradients(_GradientMethod):
     def __init__(self, model: nn.Module, steps: int = 25, rule: str = "left", baseline: BaselineSpec = "black",
                  polarity: Polarity = "both", batch_size: int = 32, percentile: float = 99.9) -> None:
         super().__init__(model, polarity, batch_size, percentile)
-        if steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {steps}.")
+        check_number("steps", steps, low=1, integer=True)
         riemann_alphas(steps, rule)  # validates the rule early
         self.steps, self.rule, self.baseline = steps, rule, baseline
 
@@ -212,10 +210,9 @@ class SmoothGrad(_GradientMethod):
                  variant: str = "square", polarity: Polarity = "both", batch_size: int = 32,
                  percentile: float = 99.9, seed: int | None = 0) -> None:
         super().__init__(model, polarity, batch_size, percentile)
-        if n_samples < 1:
-            raise ConfigError(f"n_samples must be >= 1, got {n_samples}.")
-        if noise_level < 0:
-            raise ConfigError(f"noise_level must be >= 0, got {noise_level}.")
+        check_number("n_samples", n_samples, low=1, integer=True)
+        check_number("noise_level", noise_level, low=0)
+        check_number("seed", seed, integer=True, optional=True)
         if variant not in ("mean", "square", "variance"):
             raise ConfigError(f"variant must be 'mean', 'square' or 'variance', got {variant!r}.")
         self.n_samples, self.noise_level, self.variant, self.seed = n_samples, noise_level, variant, seed

@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vizlab.errors import ConfigError, unknown_choice
+from vizlab.validation import check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
     from vizlab.methods.base import AttributionMethod
 
 REGISTRY: dict[str, type[AttributionMethod]] = {}
+LAYER_OPTIONS = ("layer", "classifier")  # resolved by vizlab.layers.resolve_layer, which names what is wrong
 M = TypeVar("M", bound=type)
 
 
@@ -65,9 +67,11 @@ def method_parameters(name: str) -> dict[str, Any]:
 
 
 def build(name: str, model: Any, **options: Any) -> AttributionMethod:
-    """Instantiate method `name` for `model`; unknown options raise a ConfigError listing valid ones."""
+    """Instantiate method `name` for `model`; unknown options, and options of the wrong type (checked
+    against the type hints of the method's __init__), raise a ConfigError naming them."""
     valid = method_parameters(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"Method {name!r} has no option(s) {unknown}. Valid options: {sorted(valid)}.")
+    check_signature("method", REGISTRY[name].__init__, options, skip=LAYER_OPTIONS)
     return REGISTRY[name](model, **options)

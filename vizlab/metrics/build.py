@@ -14,9 +14,10 @@ from torch import nn
 from torchmetrics import Metric
 
 from vizlab.errors import ConfigError, unknown_choice
-from vizlab.metrics.deletion_insertion import DeletionInsertion
+from vizlab.metrics.deletion_insertion import DeletionInsertion, DeletionInsertionConfig
 from vizlab.metrics.localisation import EnergyPointing, MaskIoU, PointingGame
 from vizlab.metrics.summaries import Summary
+from vizlab.validation import check_fields, check_signature
 
 METRICS: dict[str, type] = {cls.name: cls for cls in (DeletionInsertion, PointingGame, MaskIoU, EnergyPointing)}
 
@@ -31,6 +32,10 @@ def build_metric(name: str, model: nn.Module | None, **options: Any) -> Metric:
     if name not in METRICS:
         raise unknown_choice("metric", name, METRICS)
     cls = METRICS[name]
+    if cls is DeletionInsertion:  # its options are a dataclass's fields
+        check_fields(f"metric.{name}", DeletionInsertionConfig, options)
+    else:  # type and range of every option from the signature's hints (vizlab.validation)
+        check_signature(f"metric.{name}", cls.__init__, options)
     try:
         return cls(model, **options) if cls.needs_model else cls(**options)
     except TypeError as exc:

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vizlab.errors import CheckpointError, ConfigError, no_embedded_weights, unknown_choice
+from vizlab.errors import CheckpointError, no_embedded_weights, unknown_choice
 from vizlab.models.class_names import names_for
 from vizlab.models.video3d import video_specs
 from vizlab.models.wrapper import ModelInfo, ZooModel
+from vizlab.validation import check_number
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -102,15 +103,25 @@ def register_model(name: str, spec: ModelSpec) -> None:
 _PREFIXES = ("module.", "model.", "net.", "_orig_mod.")
 
 
+def load_weights_only(path: Path) -> object:
+    """torch.load(path, weights_only=True), with one CheckpointError line for a file that is not a
+    PyTorch checkpoint or holds pickled Python objects besides tensors (vizlab never unpickles code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(
+            f"{path} is not a state dict vizlab can load safely: it is not a PyTorch checkpoint, or it holds "
+            f"Python objects besides tensors ({type(exc).__name__}). Save the weights with "
+            "torch.save(model.state_dict(), path) and pass that file as model.checkpoint."
+        ) from exc
+
+
 def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """Load a state dict from a .pth/.pt/.ckpt file (plain, {'state_dict': ...} or Lightning)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"Checkpoint file not found: {path}. Check model.checkpoint.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"Could not read checkpoint {path}: {exc}") from exc
+    obj = load_weights_only(path)
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -164,9 +175,8 @@ def load_model(
     if name not in ZOO:
         raise unknown_choice("model", name, ZOO)
     spec = ZOO[name]
-    classes = num_classes or spec.info.num_classes
-    if classes < 1:
-        raise ConfigError(f"model.num_classes must be >= 1, got {classes}.")
+    check_number("model.num_classes", num_classes, low=1, integer=True, optional=True)
+    classes = spec.info.num_classes if num_classes is None else int(num_classes)
     if pretrained is None:
         pretrained = spec.has_embedded_weights and checkpoint is None and classes == spec.info.num_classes
     state = read_checkpoint(checkpoint) if checkpoint else None

@@ -6,6 +6,7 @@ import torch
 from omegaconf import DictConfig
 
 from vizlab.errors import ConfigError
+from vizlab.validation import check_number
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "auto")
 
@@ -15,7 +16,7 @@ def resolve_device(hardware: DictConfig) -> torch.device:
     accel = hardware.get("accelerator", "cpu")
     if accel not in ACCELERATORS:
         raise ConfigError(f"hardware.accelerator must be one of {ACCELERATORS}, got {accel!r}.")
-    threads = hardware.get("threads")
+    threads = check_number("hardware.threads", hardware.get("threads"), low=1, integer=True, optional=True)
     if threads:
         torch.set_num_threads(int(threads))
     if accel == "auto":
@@ -42,7 +43,4 @@ def trainer_hardware(hardware: DictConfig) -> dict:
 
 def positive_int(task: DictConfig, key: str) -> int:
     """task.<key> if it is an integer >= 1, else ConfigError naming it."""
-    value = task.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"task.{key} must be an integer >= 1, got {value!r}.")
-    return value
+    return check_number(f"task.{key}", task.get(key), low=1, integer=True)

@@ -27,12 +27,14 @@ from vizlab.io import write_json_atomic
 from vizlab.lit.explain_data import ExplainDataModule
 from vizlab.lit.explain_module import RECORDS, ExplainModule
 from vizlab.lit.hardware import FastModeCallback, launch_rank, trainer_devices
+from vizlab.lit.sample_progress import SampleProgress
 from vizlab.loggers import build_loggers, finish_loggers, log_media
 from vizlab.methods import build
 from vizlab.methods.targets import check_multi_target, is_multi_target
 from vizlab.metrics.build import build_metrics, metric_protocols
 from vizlab.models import ZooModel, load_model
 from vizlab.tasks.common import resolve_device
+from vizlab.tasks.runner import SKIPPED_AS_COMPLETE
 from vizlab.viz.outputs import SampleWriter
 
 STAGING = ".staging"
@@ -84,9 +86,11 @@ def completed(out_dir: Path, digest: str) -> dict[str, Any] | None:
 
 
 def trainer_for(hardware: DictConfig, loggers: list, out_dir: Path, callbacks: list | None = None) -> pl.Trainer:
-    return pl.Trainer(**trainer_devices(hardware), logger=loggers or False, callbacks=callbacks,
+    """The test Trainer; Lightning's own progress bar is off (SampleProgress counts samples instead)."""
+    return pl.Trainer(**trainer_devices(hardware), logger=loggers or False,
                       inference_mode=False, enable_checkpointing=False, enable_model_summary=False,
-                      use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0)
+                      use_distributed_sampler=False, default_root_dir=str(out_dir), num_sanity_val_steps=0,
+                      enable_progress_bar=False, callbacks=callbacks or [])
 
 
 def sample_name(dataset: torch.utils.data.Dataset, index: int) -> str:
@@ -110,7 +114,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     done = completed(out_dir, digest)
     if done is not None and not cfg.task.get("overwrite", False):
         print(f"vizlab: {out_dir} already holds complete results for this config; skipping (task.overwrite=true re-runs).")
-        return done
+        return {**done, SKIPPED_AS_COMPLETE: True}
     task = cfg.task
     pl.seed_everything(cfg.get("seed", 0), verbose=False)
     device = resolve_device(cfg.hardware)
@@ -147,7 +151,8 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     fast_mode = FastModeCallback(fast)
     start = time.perf_counter()
     try:
-        trainer_for(cfg.hardware, loggers, out_dir, [fast_mode]).test(module, datamodule=data, verbose=False)
+        bars = [SampleProgress(len(dataset), f"{cfg.method.name} · {model.info.name}")] if task.get("progress", True) else []
+        trainer_for(cfg.hardware, loggers, out_dir, [fast_mode, *bars]).test(module, datamodule=data, verbose=False)
         if rank != 0:
             return {"task": "explain", "rank": rank, "summary": {"num_samples": len(module.records)}}
         wall = time.perf_counter() - start

@@ -32,6 +32,8 @@ def run_report(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     report = build_report(sweep, cfg.task.get("out_dir"))
     for path in report["files"]:
         print(f"vizlab: report: {path}")
+    for job in report["summary"]["failed"]:
+        print(f"vizlab: report: failed job {job['job']}: {job['reason']}")
     for job in report["summary"]["incomplete"]:
         print(f"vizlab: report: skipped incomplete job {job['job']}: {job['reason']}")
     results = {"task": "report", "complete": True, "sweep_dir": str(Path(sweep).expanduser().resolve()),

@@ -57,7 +57,6 @@ from vizlab.models.zoo import load_state, read_checkpoint
 from vizlab.tasks.common import positive_int, resolve_device, trainer_hardware
 
 Split = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 DEFAULT_MODEL = "shapes_cnn"  # task=train's model when neither model= nor dataset= names another
 RECIPE_KEYS = ("epochs", "batch_size", "lr", "num_train", "num_val")  # null in task: from task.recipes
 
@@ -143,7 +142,9 @@ def route(cfg: DictConfig) -> DictConfig:
 
 def recipe_dataset(name: str) -> DictConfig:
     """The dataset config `name` as task=train_motion composes it (conf/dataset/<name>.yaml)."""
-    path = CONF_DIR / "dataset" / f"{name}.yaml"
+    from vizlab.entry import conf_dir
+
+    path = (conf_dir() or Path("conf")) / "dataset" / f"{name}.yaml"
     return OmegaConf.load(path) if path.is_file() else OmegaConf.create({"name": name})
 
 

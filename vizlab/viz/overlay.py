@@ -111,12 +111,13 @@ def save_gif(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0) -
 def save_mp4(path: str | Path, frames: Sequence[np.ndarray], fps: float = 8.0) -> Path:
     """Write RGB uint8 frames as an MP4 (OpenCV, codec mp4v), atomically."""
     import os
-    import tempfile
+
+    from vizlab.io import temp_file_next_to
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    fd, tmp = temp_file_next_to(path, suffix=".mp4")
     os.close(fd)
     writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     try:

@@ -30,6 +30,7 @@ from vizlab.metrics.summaries import SECONDS, Summary
 from vizlab.naming import natural_key
 
 RESULTS = "results.json"
+FAILED = "failed.json"  # written by a multirun job that failed (vizlab.tasks.runner)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 GROUP_KEYS = ("method", "model", "dataset")
 
@@ -74,6 +75,20 @@ class Incomplete:
 
     rel: str
     reason: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A sweep job that failed (its failed.json): the one-line error and the job's overrides."""
+
+    rel: str
+    error: str
+    overrides: tuple[str, ...] = ()
+    kept_results: bool = False  # a failed re-run next to an earlier complete results.json
+
+    @property
+    def reason(self) -> str:
+        return f"re-run failed, earlier results kept: {self.error}" if self.kept_results else self.error
 
 
 # ----------------------------------------------------------------------------- collecting
@@ -124,8 +139,29 @@ def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def scan_results(sweep_dir: str | Path) -> tuple[list[JobResult], list[Incomplete]]:
-    """Complete jobs and skipped (incomplete or corrupt) jobs under `sweep_dir`; warns for each skipped one."""
+def find_failed(sweep_dir: str | Path) -> list[Failed]:
+    """Every job under `sweep_dir` with a failed.json (outside hidden folders), in natural order."""
+    root = Path(sweep_dir).expanduser().resolve()
+    out = []
+    for path in root.rglob(FAILED) if root.is_dir() else ():
+        rel_parts = path.relative_to(root).parts[:-1]
+        if any(part.startswith(".") for part in rel_parts):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = {"error": f"unreadable {FAILED}: {exc}"}
+        data = data if isinstance(data, dict) else {"error": f"{FAILED} is not a JSON object"}
+        overrides = tuple(str(o) for o in data.get("overrides") or [])
+        complete = read_job(path.parent / RESULTS, root) if (path.parent / RESULTS).is_file() else None
+        out.append(Failed(path.parent.relative_to(root).as_posix(), str(data.get("error", "?")), overrides,
+                          isinstance(complete, JobResult)))
+    return sorted(out, key=lambda f: natural_key(f.rel))
+
+
+def scan_results(sweep_dir: str | Path, allow_empty: bool = False) -> tuple[list[JobResult], list[Incomplete]]:
+    """Complete jobs and skipped (incomplete or corrupt) jobs under `sweep_dir`; warns for each skipped one.
+    No job at all is a ConfigError unless `allow_empty` (a sweep whose every job failed)."""
     root, paths = find_results(sweep_dir)
     jobs: list[JobResult] = []
     skipped: list[Incomplete] = []
@@ -136,7 +172,7 @@ def scan_results(sweep_dir: str | Path) -> tuple[list[JobResult], list[Incomplet
             skipped.append(job)
         elif job is not None:
             jobs.append(job)
-    if not jobs and not skipped:
+    if not jobs and not skipped and not allow_empty:
         raise ConfigError(f"No {RESULTS} of an explain job found under {str(root)!r}: point sweep_dir at the "
                           f"directory of an explain run or sweep (e.g. outputs/multirun/explain/<date>/<time>).")
     return jobs, skipped
@@ -255,15 +291,19 @@ def markdown_table(table: MetricTable, with_dataset: bool) -> list[str]:
     return lines + [""]
 
 
-def write_markdown(jobs: list[JobResult], path: str | Path, incomplete: Sequence[Incomplete] = ()) -> Path:
-    """report.md: one method × model table per metric (best per model in bold), then incomplete jobs."""
+def write_markdown(jobs: list[JobResult], path: str | Path, incomplete: Sequence[Incomplete] = (),
+                   failed: Sequence[Failed] = ()) -> Path:
+    """report.md: one method × model table per metric (best per model in bold), then failed and incomplete jobs."""
     tables = metric_tables(jobs)
     with_dataset = len({t.dataset for t in tables}) > 1
-    lines = ["# vizlab sweep report", "", f"{len(jobs)} complete job(s), {len(incomplete)} incomplete.", ""]
+    lines = ["# vizlab sweep report", "",
+             f"{len(jobs)} complete job(s), {len(failed)} failed, {len(incomplete)} incomplete.", ""]
     for table in tables:
         lines += markdown_table(table, with_dataset)
     if not tables:
         lines += ["No metrics in any job.", ""]
+    if failed:
+        lines += ["## Failed jobs", ""] + [f"- `{job.rel}`: {_md(job.reason)}" for job in failed] + [""]
     if incomplete:
         lines += ["## Incomplete jobs", ""] + [f"- `{job.rel}`: {_md(job.reason)}" for job in incomplete] + [""]
     return write_bytes_atomic(path, "\n".join(lines).encode())
@@ -373,7 +413,7 @@ def gallery_html(jobs: list[JobResult], labels: list[str], report_dir: Path) -> 
 
 
 def write_html(jobs: list[JobResult], path: str | Path, incomplete: Sequence[Incomplete] = (),
-               title: str = "vizlab sweep report") -> Path:
+               title: str = "vizlab sweep report", failed: Sequence[Failed] = ()) -> Path:
     """report.html: metric tables at the top, then one gallery row per (dataset, sample) with each job's heatmap."""
     path = Path(path)
     report_dir = path.parent.resolve()
@@ -381,13 +421,17 @@ def write_html(jobs: list[JobResult], path: str | Path, incomplete: Sequence[Inc
     with_dataset = len({t.dataset for t in tables}) > 1
     tables_html = "".join(html_table(t, with_dataset) for t in tables) or "<p>No metrics in any job.</p>"
     skipped = ""
+    if failed:
+        items = "".join(f"<li><code>{_e(j.rel)}</code>: {_e(j.reason)}</li>" for j in failed)
+        skipped += f'<h2>Failed jobs</h2><ul class="incomplete failed">{items}</ul>'
     if incomplete:
         items = "".join(f"<li><code>{_e(j.rel)}</code>: {_e(j.reason)}</li>" for j in incomplete)
-        skipped = f'<h2>Incomplete jobs</h2><ul class="incomplete">{items}</ul>'
+        skipped += f'<h2>Incomplete jobs</h2><ul class="incomplete">{items}</ul>'
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{_e(title)}</h1><p class=\"meta\">{len(jobs)} complete job(s), {len(incomplete)} incomplete. "
+            f"<h1>{_e(title)}</h1><p class=\"meta\">{len(jobs)} complete job(s), {len(failed)} failed, "
+            f"{len(incomplete)} incomplete. "
             f"Best value per model column in bold.</p>"
             f'<h2>Metrics</h2><div class="tables">{tables_html}</div>{skipped}'
             f"<h2>Heatmaps</h2>{gallery_html(jobs, method_labels(jobs), report_dir)}</body></html>\n")
@@ -399,12 +443,14 @@ def write_html(jobs: list[JobResult], path: str | Path, incomplete: Sequence[Inc
 
 def build_report(sweep_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Any]:
     """Write report.csv, report.md and report.html for the sweep into `out_dir` (default: the sweep dir)."""
-    jobs, incomplete = scan_results(sweep_dir)
+    failed = find_failed(sweep_dir)
+    jobs, incomplete = scan_results(sweep_dir, allow_empty=bool(failed))
     root = Path(sweep_dir).expanduser().resolve()
     out = Path(out_dir).expanduser().resolve() if out_dir is not None else root
     title = f"vizlab sweep report: {root.name}"
-    files = [write_csv(jobs, out / "report.csv"), write_markdown(jobs, out / "report.md", incomplete),
-             write_html(jobs, out / "report.html", incomplete, title=title)]
+    files = [write_csv(jobs, out / "report.csv"), write_markdown(jobs, out / "report.md", incomplete, failed),
+             write_html(jobs, out / "report.html", incomplete, title=title, failed=failed)]
     return {"summary": {"num_samples": len(jobs), "num_jobs": len(jobs),
+                        "failed": [{"job": j.rel, "reason": j.reason, "overrides": list(j.overrides)} for j in failed],
                         "incomplete": [{"job": j.rel, "reason": j.reason} for j in incomplete]},
             "files": [str(f) for f in files]}
