@@ -17,13 +17,14 @@ from omegaconf import DictConfig
 from vizlab.errors import VizlabError, unknown_choice
 from vizlab.tasks.evaluate_classifier import run_evaluate_classifier
 from vizlab.tasks.explain import run_explain
+from vizlab.tasks.featvis import run_featvis
 from vizlab.tasks.report import run_report
 from vizlab.tasks.train import run_train
 from vizlab.tasks.train_hrcam import run_train_full, run_train_half
 
 TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain, "report": run_report, "train": run_train}
 TASKS.update({"train_half": run_train_half, "train_full": run_train_full,
-              "evaluate_classifier": run_evaluate_classifier})
+              "evaluate_classifier": run_evaluate_classifier, "featvis": run_featvis})
 
 
 def hydra_job() -> tuple[Path, str] | None:
