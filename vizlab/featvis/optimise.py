@@ -75,7 +75,9 @@ class GenerateOptions:
     save_every: snapshot period (also the last iteration) · blur_every / denoise_every: periods of
     the masked blur and TV steps · brightness: added every brightness_step iterations (of 255) ·
     tv_max_iter / tv_eps: TV-Bregman stop rule · momentum / nesterov: SGD · robust_lr: learning
-    rate of the robust loss's α and scale (None: the image's, as the original) · sigma_reference:
+    rate of the robust loss's α and scale (None: the image's, as in the original, where it had no
+    effect because the loss was re-created every iteration; default 0.01: a persistent α and scale
+    stepped at the image's lr, 0.5, jump about and can blow up) · sigma_reference:
     the image side the octaves' mask σ values are meant for (σ is scaled by side/sigma_reference;
     None: σ in pixels as given) · bugs: original bugs to reproduce (vizlab.featvis.original).
     """
@@ -89,7 +91,7 @@ class GenerateOptions:
     tv_eps: float = 1e-3
     momentum: float = 0.9
     nesterov: bool = True
-    robust_lr: float | None = None
+    robust_lr: float | None = 0.01
     sigma_reference: int | None = 512
     fft: FourierOptions = field(default_factory=FourierOptions)
     seed: int = 0
@@ -251,19 +253,20 @@ def generate(taps: FeatureTaps, facets: Facets, octaves: Sequence[Octave], itera
     bugs = options.bugs
     steps = plan_steps(octaves, iterations, original="schedules" in bugs)
     device = torch.device(device) if device is not None else facets.targets.device
+    dtype = next((p.dtype for p in taps.model.parameters() if p.is_floating_point()), torch.float32)
     k, c = facets.targets.shape
-    targets = facets.targets.to(device)
+    targets = facets.targets.to(device, dtype)
     channels = facets.channels.to(device)
-    weights = activation_weights(facets, mixed="channels" in bugs).to(device)
-    robust = AdaptiveRobustLoss((k, c), device=device)
+    weights = activation_weights(facets, mixed="channels" in bugs).to(device, dtype)
+    robust = AdaptiveRobustLoss((k, c), device=device).to(dtype)
     generator = torch.Generator().manual_seed(options.seed)
     history = _History(len(steps), k, device)
-    start_images = facets.images.to(device).float()
+    start_images = facets.images.to(device, dtype)
     if "quantisation" in bugs:
         start_images = truncate_uint8(start_images)
     snapshots = {0: start_images.cpu()}
     run = _PixelRun if options.param == "pixel" else _FourierRun
-    loop = run(taps, start_images, robust, normalize, options, generator)
+    loop = run(taps, start_images, robust, normalize, options, generator)  # the model's dtype throughout
     begin = time.perf_counter()
     with taps.attached(truncate=True):
         bar = tqdm(steps, desc=f"featvis: {k} facets", disable=not options.progress, leave=False)
@@ -275,7 +278,7 @@ def generate(taps: FeatureTaps, facets: Facets, octaves: Sequence[Octave], itera
 
             def objective(x: torch.Tensor, values=values) -> LossTerms:
                 feats, pen = taps.run(x)
-                return loss_terms(pool(feats).float(), pen, targets, weights, channels, robust, values["lambda"],
+                return loss_terms(pool(feats), pen, targets, weights, channels, robust, values["lambda"],
                                   broadcast="broadcast" in bugs)
 
             terms = loop.step(step, octave, values, objective)
@@ -286,6 +289,8 @@ def generate(taps: FeatureTaps, facets: Facets, octaves: Sequence[Octave], itera
             if options.progress and (t % 25 == 0 or last):
                 bar.set_postfix(loss=f"{float(terms.total):.4g}", act=f"{float(terms.mean_activation.mean()):.3g}")
     seconds = time.perf_counter() - begin
+    if "optimiser" in bugs:
+        robust.reset()  # what the original's next iteration would use: α and scale never leave their start
     if not torch.isfinite(history.loss).all():
         raise ConfigError("The featvis loss became NaN/Inf; lower the learning rates (task.octaves[*].start_lr, "
                           "task.fft.lr) or λ (start_lambda / end_lambda).")
@@ -308,7 +313,7 @@ class _PixelRun:
         self.canvas: Canvas | None = None
         self.optimizer = self._optimizer()
         self._mask_key: float | None = None
-        self._mask = torch.ones(self.h, self.w, device=images.device)
+        self._mask = torch.ones(self.h, self.w, device=images.device, dtype=images.dtype)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         groups = [{"params": [self.x]}, {"params": list(self.robust.parameters())}]
@@ -328,7 +333,7 @@ class _PixelRun:
         ref = self.options.sigma_reference
         sigma_px = sigma * max(self.h, self.w) / ref if ref else sigma
         if sigma_px != self._mask_key:
-            self._mask = centre_mask(self.h, self.w, sigma_px, self.img.device)
+            self._mask = centre_mask(self.h, self.w, sigma_px, self.img.device, self.img.dtype)
             self._mask_key = sigma_px
         return self._mask
 

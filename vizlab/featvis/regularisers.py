@@ -93,35 +93,42 @@ def tv_bregman(x: torch.Tensor, weight: float, max_iter: int = 100, eps: float =
     f, shape = _frames(x)
     lam = 2.0 * weight
     norm = weight + 4.0 * lam
+    data = f * (weight / norm)
+    c = lam / norm
     u = f.clone()
     dx, dy, bx, by = (torch.zeros_like(f) for _ in range(4))
     h, w = f.shape[-2:]
     grid = torch.arange(h, device=f.device)[:, None] + torch.arange(w, device=f.device)[None, :]
-    red = grid % 2 == 0
+    colours = (grid % 2 == 0, grid % 2 == 1)
     active = torch.ones(f.shape[0], 1, 1, 1, dtype=torch.bool, device=f.device)
+    all_active = True
     for _ in range(max_iter):
         p = F.pad(u, (1, 1, 1, 1), mode="replicate")
         ux = p[..., 1:-1, 2:] - u                                   # forward differences, 0 across the far border
         uy = p[..., 2:, 1:-1] - u
         ex, ey = dx - bx, dy - by
-        div = F.pad(ex, (1, 0))[..., :-1] - ex + F.pad(ey, (0, 0, 1, 0))[..., :-1, :] - ey
+        rhs = F.pad(ex, (1, 0))[..., :-1] - ex + F.pad(ey, (0, 0, 1, 0))[..., :-1, :] - ey
         new = u
-        for colour in (red, ~red):
-            p = F.pad(new, (1, 1, 1, 1), mode="replicate")
-            neighbours = p[..., 2:, 1:-1] + p[..., :-2, 1:-1] + p[..., 1:-1, 2:] + p[..., 1:-1, :-2]
-            new = torch.where(colour, (lam * (neighbours + div) + weight * f) / norm, new)
+        for colour in colours:
+            q = p if new is u else F.pad(new, (1, 1, 1, 1), mode="replicate")
+            neighbours = q[..., 2:, 1:-1] + q[..., :-2, 1:-1] + q[..., 1:-1, 2:] + q[..., 1:-1, :-2]
+            new = torch.where(colour, (neighbours + rhs) * c + data, new)
         tx, ty = ux + bx, uy + by
-        s = torch.sqrt(tx * tx + ty * ty)
-        shrink = s * lam / (s * lam + 1)
+        s = torch.sqrt(tx * tx + ty * ty) * lam
+        shrink = s / (s + 1)
         ndx, ndy = shrink * tx, shrink * ty
         rmse = (new - u).flatten(1).pow(2).mean(1).sqrt().view(-1, 1, 1, 1)
-        u = torch.where(active, new, u)
-        dx = torch.where(active, ndx, dx)
-        dy = torch.where(active, ndy, dy)
-        bx = torch.where(active, bx + ux - ndx, bx)
-        by = torch.where(active, by + uy - ndy, by)
+        if all_active:
+            u, dx, dy, bx, by = new, ndx, ndy, bx + ux - ndx, by + uy - ndy
+        else:
+            u = torch.where(active, new, u)
+            dx = torch.where(active, ndx, dx)
+            dy = torch.where(active, ndy, dy)
+            bx = torch.where(active, bx + ux - ndx, bx)
+            by = torch.where(active, by + uy - ndy, by)
         active = active & (rmse > eps)
-        if not bool(active.any()):
+        all_active = bool(active.all())
+        if not all_active and not bool(active.any()):
             break
     return _unframes(u, shape)
 
