@@ -40,6 +40,7 @@ bench: setup  ## benchmarks against peers and the physical limit (prints tables;
 	$(PY) experiments/bench_video_io.py
 	$(PY) experiments/bench_perturbation.py
 	$(PY) experiments/bench_hrcam.py
+	$(PY) experiments/bench_featvis.py
 
 lint: setup  ## ruff
 	$(VENV)/bin/ruff check vizlab tests experiments run.py

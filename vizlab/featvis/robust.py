@@ -67,10 +67,17 @@ def _log_partition_table(points: int = 4097) -> tuple[np.ndarray, np.ndarray]:
     return grid, np.log(partition(grid))
 
 
+_TABLES: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
 def log_partition(alpha: torch.Tensor) -> torch.Tensor:
-    """log Z(α) for α in [0, 2], linear interpolation in a 4097-point table (differentiable in α)."""
+    """log Z(α) for α in [0, 2], linear interpolation in a 4097-point table (differentiable in α;
+    the table is copied to each device and dtype once)."""
     grid, values = _log_partition_table()
-    table = torch.as_tensor(values, dtype=alpha.dtype, device=alpha.device)
+    key = (alpha.device, alpha.dtype)
+    if key not in _TABLES:
+        _TABLES[key] = torch.as_tensor(values, dtype=alpha.dtype, device=alpha.device)
+    table = _TABLES[key]
     pos = alpha.clamp(0, 2) * ((len(grid) - 1) / 2.0)
     lo = pos.detach().floor().long().clamp(0, len(grid) - 2)
     frac = pos - lo
