@@ -7,6 +7,7 @@ in one process on the same model, images and clusters:
 - batched: `generate` on the K facets (every regulariser of the original on: mask, blur and TV
   every 10 iterations, brightness, canvas crops);
 - one at a time: K runs of `generate` on one facet each;
+- batched without the blur and TV steps (what the periodic regularisers cost);
 - the limit (design.md): iterations × (forward + backward of the same K-image batch) with the
   forward stopped at the target layer (what the method needs), parameters frozen, gradient to
   the input only; and, for reference, the same through the whole network.
@@ -66,30 +67,42 @@ def facets_for(model, taps, size: int, clusters: int, channels: int, device: tor
     return find_facets(feats, images, clusters, channels, members=3, embedding="pca", names=names), images
 
 
-def limit_seconds(model, taps, x01: torch.Tensor, iterations: int, truncate: bool, device) -> float:
+class Clock:
+    """Wall and process CPU seconds of a block (CPU time is the steadier measure on a loaded machine)."""
+
+    def __enter__(self) -> Clock:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def limit_seconds(model, taps, x01: torch.Tensor, iterations: int, truncate: bool, device) -> Clock:
     """iterations × (forward + backward to the input) of the batch x01."""
     x = model.normalize(x01.to(device)).detach().requires_grad_(True)
     with taps.attached(truncate=truncate):
         feats, pen = taps.run(x)                                       # warm-up
         (feats.mean() + (pen.abs().mean() if pen is not None else 0)).backward()
         synchronize(device)
-        start = time.perf_counter()
-        for _ in range(iterations):
-            x.grad = None
-            if truncate:
-                feats, pen = taps.run(x)
-                loss = feats.mean() + (pen.abs().mean() if pen is not None else 0)
-            else:
-                loss = model(x).sum()
-            loss.backward()
-        synchronize(device)
-    return time.perf_counter() - start
+        with Clock() as clock:
+            for _ in range(iterations):
+                x.grad = None
+                if truncate:
+                    feats, pen = taps.run(x)
+                    loss = feats.mean() + (pen.abs().mean() if pen is not None else 0)
+                else:
+                    loss = model(x).sum()
+                loss.backward()
+            synchronize(device)
+    return clock
 
 
-def timed_generate(taps, facets, octaves, iterations, model, options) -> tuple[float, object]:
-    start = time.perf_counter()
-    gen = generate(taps, facets, octaves, iterations, model.normalize, options)
-    return time.perf_counter() - start, gen
+def timed_generate(taps, facets, octaves, iterations, model, options) -> tuple[Clock, object]:
+    with Clock() as clock:
+        gen = generate(taps, facets, octaves, iterations, model.normalize, options)
+        synchronize(facets.targets.device)
+    return clock, gen
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,17 +125,24 @@ def main(argv: list[str] | None = None) -> None:
               f"{args.size}² images, {n} iterations")
         generate(taps, facets.subset([0]), [Octave(iterations=2)], 2, model.normalize, options)   # warm-up
         batched, _ = timed_generate(taps, facets, octaves, n, model, options)
-        single = sum(timed_generate(taps, facets.subset([c]), octaves, n, model, options)[0] for c in range(k))
+        bare = GenerateOptions(blur_every=n + 1, denoise_every=n + 1)     # no blur, no TV: the loop alone
+        no_reg, _ = timed_generate(taps, facets, octaves, n, model, bare)
+        singles = [timed_generate(taps, facets.subset([c]), octaves, n, model, options)[0] for c in range(k)]
+        single = Clock()
+        single.wall, single.cpu = sum(c.wall for c in singles), sum(c.cpu for c in singles)
         limit = limit_seconds(model, taps, facets.images, n, True, device)
         full = limit_seconds(model, taps, facets.images, n, False, device)
-        print(f"{'run':<44}{'seconds':>9}{'it/s':>9}")
-        for name, sec in ((f"batched: {k} clusters in one batch", batched),
-                          (f"one cluster at a time ({k} runs)", single),
-                          (f"limit: fwd to {args.layer} + bwd, batch {k}", limit),
-                          (f"reference: full-network fwd + bwd, batch {k}", full)):
-            print(f"{name:<44}{sec:>9.2f}{n / sec:>9.2f}")
-        print(f"batched is {single / batched:.2f}x faster than one cluster at a time; "
-              f"it runs at {limit / batched:.2f} of the limit's speed ({batched / limit:.2f}x the limit's time)")
+        print(f"{'run':<46}{'wall s':>9}{'it/s':>8}{'CPU s':>9}")
+        for name, clock in ((f"batched: {k} clusters in one batch", batched),
+                            ("batched, without the blur and TV steps", no_reg),
+                            (f"one cluster at a time ({k} runs)", single),
+                            (f"limit: fwd to {args.layer} + bwd, batch {k}", limit),
+                            (f"reference: full-network fwd + bwd, batch {k}", full)):
+            print(f"{name:<46}{clock.wall:>9.2f}{n / clock.wall:>8.2f}{clock.cpu:>9.2f}")
+        for what in ("wall", "cpu"):
+            b, s1, lim = getattr(batched, what), getattr(single, what), getattr(limit, what)
+            print(f"{what:>4}: batched is {s1 / b:.2f}x faster than one cluster at a time and takes {b / lim:.2f}x "
+                  "the limit's time")
         if args.compare_param:
             compare_param(taps, facets, model, n)
 
@@ -140,11 +160,11 @@ def compare_param(taps, facets, model, iterations: int) -> None:
     results = {}
     for param in ("pixel", "fft"):
         opts = GenerateOptions(param=param, fft=FourierOptions())
-        seconds, gen = timed_generate(taps, facets, [Octave(iterations=iterations)], iterations, model, opts)
+        clock, gen = timed_generate(taps, facets, [Octave(iterations=iterations)], iterations, model, opts)
         acts = target_activation(encode(taps, gen.images, model.normalize, device), facets.channels)
         results[param] = acts
         cells = "".join(f"{f'{a:.3f} ({a / m:.2f}x)':>18}" for a, m in zip(acts.tolist(), members.tolist(), strict=True))
-        print(f"{param:<8}{cells}{acts.mean():>10.3f}   {seconds:.1f} s")
+        print(f"{param:<8}{cells}{acts.mean():>10.3f}   {clock.wall:.1f} s")
     better = "fft" if results["fft"].mean() > results["pixel"].mean() else "pixel"
     wins = int((results["fft"] > results["pixel"]).sum())
     print(f"higher mean target activation: {better} (fft higher on {wins} of {facets.clusters} clusters)")

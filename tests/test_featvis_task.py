@@ -14,7 +14,7 @@ from conftest import PYTHON, ROOT, run_cli
 from vizlab.loggers import read_offline_run
 
 SMALL = ["task=featvis", "task.size=96", "task.layer=blocks.6", "task.target_channels=16", "task.members=3",
-         "task.iterations=12", "task.save_every=6", "task.octaves.0.window_step=6", "task.progress=false",
+         "task.iterations=12", "task.save_every=6", "task.progress=false",
          "dataset.images=[chelsea,coffee,astronaut,rocket,cat,hubble_deep_field]"]
 
 
