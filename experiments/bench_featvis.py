@@ -13,7 +13,7 @@ in one process on the same model, images and clusters:
   the input only; and, for reference, the same through the whole network.
 Ratios: batched / one-at-a-time speed-up, and the limit's time / batched time (1 = no overhead).
 
-Quality (--compare-param): pixel space (the original's SGD with its schedules and regularisers)
+Quality (--compare-param, instead of the timing): pixel space (the original's SGD with its schedules and regularisers)
 against the decorrelated Fourier parametrisation with random jitter/zoom/rotation (Adam, lr 0.05),
 at equal iterations, on the same model, clusters and target channels: the mean activation of each
 cluster's target channels on its generated image, and its ratio to the real members'.
@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=20)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--compare-param", action="store_true", help="also compare pixel vs fft target activation")
+    p.add_argument("--compare-param", action="store_true",
+                   help="compare pixel vs fft target activation instead of timing")
     return p.parse_args(argv)
 
 
@@ -123,6 +124,9 @@ def main(argv: list[str] | None = None) -> None:
         options = GenerateOptions()
         print(f"{args.model} {args.layer} (penalty: input of {taps.penalty_name}), {k} clusters, "
               f"{args.size}² images, {n} iterations")
+        if args.compare_param:
+            compare_param(taps, facets, model, n)
+            return
         generate(taps, facets.subset([0]), [Octave(iterations=2)], 2, model.normalize, options)   # warm-up
         batched, _ = timed_generate(taps, facets, octaves, n, model, options)
         bare = GenerateOptions(blur_every=n + 1, denoise_every=n + 1)     # no blur, no TV: the loop alone
@@ -143,8 +147,6 @@ def main(argv: list[str] | None = None) -> None:
             b, s1, lim = getattr(batched, what), getattr(single, what), getattr(limit, what)
             print(f"{what:>4}: batched is {s1 / b:.2f}x faster than one cluster at a time and takes {b / lim:.2f}x "
                   "the limit's time")
-        if args.compare_param:
-            compare_param(taps, facets, model, n)
 
 
 def compare_param(taps, facets, model, iterations: int) -> None:

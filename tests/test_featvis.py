@@ -100,6 +100,21 @@ def test_octave_chaining_equals_one_long_run(effnet, photos):
     assert torch.allclose(c.images, s.images, atol=1e-4)
 
 
+def test_original_octave_chaining_restarts_the_schedules(taps, run36, effnet):
+    """strict_original: [schedules] inside a run: the second octave repeats the count (3, then 3 … 6:
+    four steps) and evaluates its schedule at 3 … 6 of 6, starting near its midpoint; the fix runs
+    4 … 6 with the second schedule from its start."""
+    octaves = [Octave(scale=1.0, iterations=3), Octave(scale=1.0, start_lr=0.2, end_lr=0.1, iterations=3)]
+    fixed = generate(taps, run36.facets, octaves, 3, effnet.normalize)
+    bug = generate(taps, run36.facets, octaves, 3, effnet.normalize, GenerateOptions(bugs=frozenset({"schedules"})))
+    assert fixed.schedule["iteration"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert fixed.schedule["lr"].tolist() == pytest.approx([0.5, 0.29, 0.08, 0.2, 0.15, 0.1])
+    assert bug.schedule["iteration"].tolist() == [1, 2, 3, 3, 4, 5, 6]
+    assert bug.schedule["lr"][3:].tolist() == pytest.approx([0.2 - 0.1 * 2 / 5, 0.2 - 0.1 * 3 / 5, 0.2 - 0.1 * 4 / 5,
+                                                             0.1])
+    assert bug.history["loss"].shape == (7,) and not torch.allclose(bug.images, fixed.images)
+
+
 def test_batched_equals_one_cluster_at_a_time(effnet, photos, run36):
     """Clusters are independent: the batched run equals one run per cluster. In float64, because
     with the original's large steps (lr 0.5) float32 rounding differences between batch sizes
@@ -218,3 +233,18 @@ def test_bad_input(effnet, photos):
         visualise_features(effnet, effnet.normalize(images), layer=LAYER, clusters=2)
     with pytest.raises(ConfigError, match="Unknown featvis option"):
         visualise_features(effnet, images, layer=LAYER, clusters=2, blur_evry=3)
+
+
+@pytest.mark.slow
+def test_clips_on_r3d_18_with_random_weights():
+    import vizlab
+
+    with pytest.warns(UserWarning, match="random weights"):
+        net = vizlab.load_model("r3d_18", pretrained=False)
+    ds = build_synthetic_motion({"name": "synthetic_motion", "num_samples": 4, "seed": 3}, 64, 8)
+    clips = torch.stack([ds[i]["image"] for i in range(4)])            # (4, 3, 8, 64, 64)
+    result = visualise_features(net, clips, clusters=2, members=2, target_channels=16, iterations=4,
+                                embedding="pca", octaves=[Octave(scale=1.2, window_step=2)])
+    assert result.layer == "layer4" and result.penalty_layer == "layer4.1.conv2.0"
+    assert result.generation.images.shape == (2, 3, 8, 64, 64)
+    assert torch.isfinite(result.generation.history["loss"]).all()

@@ -89,3 +89,42 @@ def test_bad_config_exits_2_and_leaves_nothing(tmp_path, capsys):
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and message in err[0], err
             assert not any(Path(job).iterdir())
+
+
+def test_image_folder_with_chained_octaves(tmp_path):
+    """dataset=image_folder (PNGs written here into two class folders) and a list of two octaves from
+    the command-line syntax: the second continues the global count (1 … 5) and runs its own schedule;
+    a snapshot per cluster at every saved iteration of both octaves."""
+    from hydra import compose, initialize_config_dir
+    from skimage import data
+
+    from vizlab.tasks.featvis import run_featvis
+    from vizlab.viz.overlay import save_png
+
+    root = tmp_path / "images"
+    photos = {"animals": ("chelsea", "cat", "astronaut"), "things": ("coffee", "rocket", "hubble_deep_field")}
+    for folder, names in photos.items():
+        for name in names:
+            save_png(root / folder / f"{name}.png", cv2.resize(getattr(data, name)(), (80, 80)))
+    octaves = ("[{scale: 1.2, iterations: 3, window_step: 2},"
+               " {scale: 1.0, start_lr: 0.2, end_lr: 0.1, start_sigma: 0.5, end_sigma: 0.5, iterations: 2}]")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=featvis", "logger=none", "dataset=image_folder",
+                                           f"dataset.root={root}", "task.size=64", "task.layer=blocks.6",
+                                           "task.target_channels=8", "task.members=2", "task.save_every=2",
+                                           "task.progress=false", f"task.octaves={octaves}"])
+    job = tmp_path / "job"
+    job.mkdir()
+    results = run_featvis(cfg, job)
+    assert results["embedding"]["names"] == ["animals/astronaut", "animals/cat", "animals/chelsea",
+                                             "things/coffee", "things/hubble_deep_field", "things/rocket"]
+    curves = results["curves"]
+    assert curves["iteration"] == [1, 2, 3, 4, 5]
+    assert curves["schedule_lr"] == pytest.approx([0.5, 0.29, 0.08, 0.2, 0.1])
+    assert curves["schedule_sigma"] == pytest.approx([0.9, 0.55, 0.2, 0.5, 0.5])
+    assert [o["scale"] for o in results["octaves"]] == [1.2, 1.0]
+    for k, cluster in enumerate(results["clusters"]):
+        assert cluster["files"] == [f"generated/cluster_{k:02d}/iteration_{i:04d}.png" for i in (0, 2, 4, 5)]
+        assert all((job / rel).is_file() for rel in cluster["files"])
+        assert all(m["name"] in results["embedding"]["names"] for m in cluster["members"])
+    assert results["summary"]["iterations"] == 5 and (job / "results.json").is_file()
