@@ -41,6 +41,8 @@ bench: setup  ## benchmarks against peers and the physical limit (prints tables;
 	$(PY) experiments/bench_perturbation.py
 	$(PY) experiments/bench_hrcam.py
 	$(PY) experiments/bench_pyramid.py
+	$(PY) experiments/bench_featvis.py
+
 
 bench-gpu: setup  ## every benchmark on CUDA, float32 and fast mode, within 10 min (ARGS="--compile", "--device cpu --tiny")
 	$(PY) experiments/bench_gpu.py --device cuda $(ARGS)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from vizlab.tasks.evaluate_classifier import run_evaluate_classifier
 from vizlab.tasks.explain import run_explain
+from vizlab.tasks.featvis import run_featvis
 from vizlab.tasks.pyramid import run_pyramid
 from vizlab.tasks.report import run_report
 from vizlab.tasks.runner import RESUMABLE, hydra_job, output_root, remove_empty_dirs, remove_run_outputs, run_task
@@ -21,6 +22,6 @@ from vizlab.tasks.train_hrcam import run_train_full, run_train_half
 
 TASKS: dict[str, Callable[[DictConfig, Path], dict[str, Any]]] = {"explain": run_explain, "report": run_report, "train": run_train}
 TASKS.update({"train_half": run_train_half, "train_full": run_train_full,
-              "evaluate_classifier": run_evaluate_classifier, "pyramid": run_pyramid})
+              "evaluate_classifier": run_evaluate_classifier, "pyramid": run_pyramid, "featvis": run_featvis})
 
 __all__ = ["RESUMABLE", "TASKS", "hydra_job", "output_root", "remove_empty_dirs", "remove_run_outputs", "run_task"]
