@@ -14,10 +14,10 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vizlab.errors import InputError, LayerNotFoundError
 from vizlab.layers import LayerSpec, resolve_layer, unwrap
+from vizlab.progress import progress_bar
 
 
 class _StopForward(Exception):
@@ -166,7 +166,7 @@ def encode(taps: FeatureTaps, images: torch.Tensor, normalize, device: torch.dev
     `batch_size` at a time; `normalize` maps [0, 1] to the model's input space."""
     out = []
     with taps.attached(truncate=True):
-        for start in tqdm(range(0, images.shape[0], batch_size), desc="featvis: encoding", disable=not progress,
+        for start in progress_bar(range(0, images.shape[0], batch_size), desc="featvis: encoding", disable=not progress,
                           leave=False):
             batch = images[start:start + batch_size].to(device).float()
             feats, _ = taps.run(normalize(batch))

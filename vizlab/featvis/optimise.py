@@ -32,7 +32,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from vizlab.errors import ConfigError
 from vizlab.featvis.clustering import Facets
@@ -48,6 +47,7 @@ from vizlab.featvis.regularisers import (
 )
 from vizlab.featvis.robust import AdaptiveRobustLoss
 from vizlab.featvis.schedules import SCHEDULED, Octave, Step, plan_steps
+from vizlab.progress import progress_bar
 
 Param = Literal["pixel", "fft"]
 PARAMS = ("pixel", "fft")
@@ -269,7 +269,7 @@ def generate(taps: FeatureTaps, facets: Facets, octaves: Sequence[Octave], itera
     loop = run(taps, start_images, robust, normalize, options, generator)  # the model's dtype throughout
     begin = time.perf_counter()
     with taps.attached(truncate=True):
-        bar = tqdm(steps, desc=f"featvis: {k} facets", disable=not options.progress, leave=False)
+        bar = progress_bar(steps, desc=f"featvis: {k} facets", disable=not options.progress, leave=False)
         for t, step in enumerate(bar):
             octave = octaves[step.octave]
             if t == 0 or steps[t - 1].octave != step.octave:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vizlab.errors import ConfigError
 from vizlab.layers import LayerSpec
 from vizlab.methods.base import logits_of, minmax, upsample
 from vizlab.methods.cam import TEMPORAL_NOTE, ChannelWeightCAM, LayerSignals, Temporal
 from vizlab.methods.registry import register
+from vizlab.progress import progress_bar
 
 
 def frame_units(acts: torch.Tensor) -> torch.Tensor:
@@ -62,7 +62,7 @@ class ScoreCAM(ChannelWeightCAM):
         units = frame_units(s.acts) if per_frame else s.acts  # (N, U, *S')
         n, u = units.shape[:2]
         scores = torch.empty(n * u, device=s.x.device)
-        with tqdm(total=n * u, desc=self.name, unit="fwd", disable=not self.progress, leave=False) as bar:
+        with progress_bar(total=n * u, desc=self.name, unit="fwd", disable=not self.progress, leave=False) as bar:
             for start in range(0, n * u, self.batch_size):
                 idx = torch.arange(start, min(start + self.batch_size, n * u), device=s.x.device)
                 sample, unit = idx // u, idx % u

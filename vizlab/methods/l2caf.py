@@ -30,7 +30,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vizlab.errors import ConfigError
 from vizlab.layers import LayerSpec
@@ -42,6 +41,7 @@ from vizlab.methods.layer_runner import HeadRunner, head_runner, verified_traced
 from vizlab.methods.perturbation.method import check_choice, check_number
 from vizlab.methods.registry import register
 from vizlab.methods.split import Split, SplitError
+from vizlab.progress import progress_bar
 
 OBJECTIVES = ("class_oblivious", "class_specific")
 MODES = ("fast", "slow")
@@ -211,7 +211,7 @@ class L2CAF(_LayerMethod):
         active = torch.arange(rows, device=device)
         weight = torch.ones(rows, device=device)
         last = 0
-        bar = tqdm(range(self.max_iter), desc=f"l2caf {rows} filter{'s' * (rows > 1)}", disable=not self.progress,
+        bar = progress_bar(range(self.max_iter), desc=f"l2caf {rows} filter{'s' * (rows > 1)}", disable=not self.progress,
                    leave=False, dynamic_ncols=True)
         for step in bar:
             last = step

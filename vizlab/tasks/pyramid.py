@@ -21,7 +21,6 @@ from typing import Any
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from vizlab.data import build_dataset
 from vizlab.errors import ConfigError, InputError
@@ -31,6 +30,7 @@ from vizlab.lit.explain_module import batch_targets
 from vizlab.loggers import build_loggers, finish_loggers, log_media
 from vizlab.methods import build
 from vizlab.models import load_model
+from vizlab.progress import progress_bar
 from vizlab.pyramid.core import PyramidResult
 from vizlab.pyramid.output import write_pyramid
 from vizlab.tasks.common import positive_int, resolve_device
@@ -119,7 +119,7 @@ def run_pyramid(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     samples: list[dict[str, Any]] = []
     start = time.perf_counter()
     try:
-        for batch in tqdm(loader, desc="pyramid", unit="batch", disable=not task.get("progress", True)):
+        for batch in progress_bar(loader, desc="pyramid", unit="batch", disable=not task.get("progress", True)):
             images = batch["image"].to(device)
             target = batch_targets(task.get("target"), batch["label"], model.info.num_classes)
             result = pyramid(model.normalize(images), target)
