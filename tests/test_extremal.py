@@ -284,7 +284,7 @@ def test_progress_bar_and_model_state(net, capfd):
     ({"perturbation": "noise"}, "perturbation must be one of blur, fade"),
     ({"reward": "margin"}, "reward must be one of simple, contrastive, log"),
     ({"max_iter": 0}, "max_iter must be an integer >= 1; got 0"),
-    ({"step": 2.5}, "step must be an integer >= 1"),
+    ({"step": 2.5}, "step must be an integer"),
     ({"momentum": 1.0}, "momentum must be a number >= 0 and < 1"),
     ({"pooling": "max"}, "pooling must be one of softmax, sigmoid, sum"),
     ({"stpes": 3}, "no option"),
