@@ -367,7 +367,7 @@ def test_top_k_keeps_the_strongest_children_of_each_parent(tiny3d):
 
 @pytest.mark.parametrize(("options", "match"), [
     ({"threshold": 0}, "threshold must be a number in"), ({"threshold": 1.5}, "threshold must be a number in"),
-    ({"threshold": "high"}, "threshold must be a number in"), ({"depth": 0}, "depth must be an integer"),
+    ({"threshold": "high"}, "threshold must be a number or null; got 'high'"), ({"depth": 0}, "depth must be an integer"),
     ({"top_k": 0}, "top_k must be"), ({"depth": 2, "top_k": [1, 2, 3]}, "one entry per level"),
     ({"strict_original": "yes"}, "strict_original must be"),
 ])
