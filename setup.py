@@ -7,5 +7,5 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["vizlab", "vizlab.*"]), "vizlab.conf"],
     package_dir={"vizlab.conf": "conf"},
-    package_data={"vizlab.conf": ["*.yaml", "*/*.yaml"]},
+    package_data={"vizlab.conf": ["*.yaml", "*/*.yaml", "*/*/*.yaml"]},  # also conf/hydra/launcher/
 )
