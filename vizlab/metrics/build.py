@@ -10,11 +10,11 @@ from torchmetrics import Metric
 
 from vizlab.errors import ConfigError, unknown_choice
 from vizlab.metrics.deletion_insertion import DeletionInsertion
-from vizlab.metrics.localisation import EnergyPointing, MaskIoU, PointingGame
+from vizlab.metrics.localisation import EnergyPointing, MaskIoU, ObjectRecall, PointingGame
 
 METRICS: dict[str, type] = {"deletion_insertion": DeletionInsertion, "pointing_game": PointingGame,
-                            "mask_iou": MaskIoU, "energy_pointing": EnergyPointing}
-NEEDS_MASKS = ("pointing_game", "mask_iou", "energy_pointing")
+                            "mask_iou": MaskIoU, "energy_pointing": EnergyPointing, "object_recall": ObjectRecall}
+NEEDS_MASKS = ("pointing_game", "mask_iou", "energy_pointing", "object_recall")
 
 
 def build_metrics(cfg: Mapping[str, Any] | None, model: nn.Module, has_masks: bool) -> dict[str, Metric]:
@@ -41,5 +41,6 @@ def metric_protocols(metrics: Mapping[str, Metric]) -> dict[str, Any]:
         if isinstance(metric, DeletionInsertion):
             out[name] = metric.protocol()
         else:
-            out[name] = {k: getattr(metric, k) for k in ("tolerance", "threshold") if hasattr(metric, k)}
+            out[name] = {k: getattr(metric, k) for k in ("tolerance", "threshold", "peak", "area", "frames", "keep_threshold")
+                         if hasattr(metric, k)}
     return out

@@ -9,8 +9,8 @@ method.py          the shared AttributionMethod (options, targets, result object
 
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
 from vizlab.methods.perturbation.objectives import CoreLoss, area_loss, core_kernel, core_topk, reward_loss
-from vizlab.methods.perturbation.optimise import EarlyStopping, OptimisationResult, Schedule, optimise_masks
+from vizlab.methods.perturbation.optimise import EarlyStopping, Objective, OptimisationResult, Schedule, optimise_masks
 from vizlab.methods.perturbation.pyramid import PerturbationPyramid, gaussian_blur
 
-__all__ = ["CoreLoss", "EarlyStopping", "MaskGenerator", "OptimisationResult", "PerturbationPyramid", "Schedule",
+__all__ = ["CoreLoss", "EarlyStopping", "MaskGenerator", "Objective", "OptimisationResult", "PerturbationPyramid", "Schedule",
            "area_loss", "core_kernel", "core_topk", "gaussian_blur", "optimise_masks", "reward_loss"]

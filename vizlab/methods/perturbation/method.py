@@ -14,7 +14,7 @@ from vizlab.errors import ConfigError, InputError
 from vizlab.methods.base import AttributionMethod, Explanation, Target, logits_of, resolve_target
 from vizlab.methods.perturbation.mask_generator import POOLINGS, MaskGenerator
 from vizlab.methods.perturbation.objectives import REWARDS, VARIANTS, CoreLoss
-from vizlab.methods.perturbation.optimise import AreaMode, EarlyStopping, Schedule, optimise_masks
+from vizlab.methods.perturbation.optimise import AreaMode, EarlyStopping, Objective, Schedule, optimise_masks
 from vizlab.methods.perturbation.pyramid import PERTURBATIONS, PerturbationPyramid, gaussian_blur
 
 
@@ -154,7 +154,8 @@ class PerturbationMethod(AttributionMethod):
         iterations = torch.cat([p[2] for p in parts])         # (N, A)
         saliency = masks.mean(dim=1)
         extras = {"masks": masks, "history": history, "iterations": iterations,
-                  "area": masks.flatten(2).mean(dim=2), "full_area": torch.cat([p[3] for p in parts])}
+                  "area": masks.flatten(2).mean(dim=2), "full_area": torch.cat([p[3] for p in parts]),
+                  "params": torch.cat([p[4] for p in parts])}
         return Explanation(saliency, masks, t, logits, extras)
 
     # --- what the explain loop records ---------------------------------------------------------
@@ -188,8 +189,9 @@ class PerturbationMethod(AttributionMethod):
             out[f"regulariser_{suffix}"] = info.extras["history"][:, a, 1]
         return out
 
-    def _explain_chunk(self, x: torch.Tensor, target: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, x: torch.Tensor, target: torch.Tensor) -> Objective:
+        """The energy this method minimises on x (N, C, *S) for targets (N,): pyramid, generator,
+        schedule, rewards and regularisers, for every (sample, area) row (see optimise.Objective)."""
         n = x.shape[0]
         video = x.dim() == 5
         frames = x.shape[2] if video else 1
@@ -200,19 +202,28 @@ class PerturbationMethod(AttributionMethod):
         generator = MaskGenerator((height, width), self.step, self.resolve_sigma(height, width),
                                   pooling=self.pooling, fused=self.fused_generator).to(x.device, x.dtype)
         core = self.make_core(frames, generator, torch.tensor(areas), x.device)
-        result = optimise_masks(
-            self.model, pyramid, generator, target, areas, frames, self.schedule, variant=self.variant,
-            reward=self.reward, area_mode=self.area_mode, core=core, jitter=self.jitter, early=self.early,
-            stale_mask=self.strict_original, strict_original=self.strict_original, progress=self.progress,
-            desc=f"{self.name} {n}×{len(areas)} masks")
+        return Objective(self.model, pyramid, generator, target, areas, frames, self.schedule, variant=self.variant,
+                         reward=self.reward, area_mode=self.area_mode, core=core, jitter=self.jitter,
+                         strict_original=self.strict_original, area_on=getattr(self, "area_on", "full"))
+
+    def _explain_chunk(self, x: torch.Tensor, target: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        video = x.dim() == 5
+        frames = x.shape[2] if video else 1
+        height, width = x.shape[-2:]
+        objective = self.objective(x, target)
+        a = objective.num_areas
+        result = optimise_masks(objective, early=self.early, stale_mask=self.strict_original, progress=self.progress,
+                                desc=f"{self.name} {n}×{a} masks")
         masks = result.masks  # (N·A, F, H, W)
         if self.smooth > 0:
             flat = masks.reshape(-1, 1, height, width)
             masks = gaussian_blur(flat, self.smooth * min(height, width)).view_as(masks)
-        a = len(areas)
         shape = (n, a, frames, height, width) if video else (n, a, height, width)
+        params = result.params.view(n, a, frames, *result.params.shape[-2:])
         return (masks.reshape(shape).detach(), result.history.view(n, a, 2, -1).detach(),
-                result.iterations.view(n, a), result.full_area.view(n, a).detach())
+                result.iterations.view(n, a), result.full_area.view(n, a).detach(), params.detach())
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(areas={list(self.areas)}, variant={self.variant!r}, "
