@@ -5,6 +5,8 @@ mask_generator.py  TorchRay's smooth mask generator (parameters → smooth masks
 objectives.py      rewards, the area regulariser, STEP's core (smoothness) term
 optimise.py        the batched SGD loop: samples × areas in one forward/backward per iteration
 method.py          the shared AttributionMethod (options, targets, result object)
+scale.py           step / sigma / max_blur from the input size, and the too-coarse warning
+oracle.py          the optimality check against an oracle (object) mask
 """
 
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
