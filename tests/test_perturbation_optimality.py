@@ -22,7 +22,7 @@ from vizlab.methods.perturbation.mask_generator import MaskGenerator
 from vizlab.methods.perturbation.objectives import area_loss
 from vizlab.methods.perturbation.oracle import optimality_check
 from vizlab.methods.perturbation.scale import coarse_warning, scale_for
-from vizlab.metrics import object_recall
+from vizlab.metrics import kept_frames, object_recall
 
 
 # ----------------------------------------------------------------------------- the defect, model-free
@@ -127,3 +127,44 @@ def test_optimality_check(request, monkeypatch, name, frames):
     report = optimality_check(method, x, y, masks)
     print(name, report.summary())
     assert report.fraction > 0.5, report.summary()
+
+
+@pytest.mark.slow
+def test_image_ep_reaches_gradcam_object_recall_on_shapes(request, monkeypatch):
+    """Image EP at its defaults (800 iterations; sizes from the 64-px input) on 8 shapes images:
+    object recall at the method's area (0.1) at least Grad-CAM's on the same images."""
+    model = synthetic_model(request, monkeypatch, "shapes_cnn")
+    x, y, masks = shapes(model, 8)
+    ours = float(object_recall(build("extremal", model, progress=False)(x, y), masks, 0.1).mean())
+    reference = gradcam_recall(model, x, y, masks)
+    print(f"extremal recall {ours:.3f} grad-cam {reference:.3f}")
+    assert ours >= reference, (ours, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ep2d", "step"])
+def test_video_ep_reaches_gradcam_object_recall_on_motion(request, monkeypatch, name):
+    """2D-EP / STEP on 6 motion clips (8 × 48²), defaults but 300 iterations: object recall at the
+    method's area (0.1) at least Grad-CAM's on the same clips."""
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
+    x, y, masks = motion(model, 6)
+    ours = float(object_recall(build(name, model, max_iter=300, progress=False)(x, y), masks, 0.1).mean())
+    reference = gradcam_recall(model, x, y, masks)
+    print(f"{name} recall {ours:.3f} grad-cam {reference:.3f}")
+    assert ours >= reference, (ours, reference)
+
+
+@pytest.mark.slow
+def test_3d_ep_recall_over_all_and_kept_frames(request, monkeypatch):
+    """3D-EP keeps one area for the whole clip, so it may keep few frames: recall over all frames and
+    over the frames it keeps (mask max >= 0.5); on the kept frames it must reach Grad-CAM's recall."""
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
+    x, y, masks = motion(model, 6)
+    saliency = build("ep3d", model, max_iter=300, progress=False)(x, y)
+    kept = kept_frames(saliency, 0.5)
+    every = float(object_recall(saliency, masks, 0.1).mean())
+    on_kept = float(object_recall(saliency, masks, 0.1, frames=kept).nanmean())
+    reference = gradcam_recall(model, x, y, masks)
+    print(f"ep3d recall all frames {every:.3f} kept frames {on_kept:.3f} ({float(kept.float().mean()):.2f} of "
+          f"the frames kept) grad-cam {reference:.3f}")
+    assert on_kept >= reference, (on_kept, reference)
