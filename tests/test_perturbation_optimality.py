@@ -168,3 +168,28 @@ def test_3d_ep_recall_over_all_and_kept_frames(request, monkeypatch):
     print(f"ep3d recall all frames {every:.3f} kept frames {on_kept:.3f} ({float(kept.float().mean()):.2f} of "
           f"the frames kept) grad-cam {reference:.3f}")
     assert on_kept >= reference, (on_kept, reference)
+
+
+def test_oracle_masks_sit_on_the_object_and_the_figure_shows_both(tiny2d):
+    from vizlab.methods.perturbation.oracle import oracle_figure
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    objects = torch.zeros(1, 32, 32, dtype=torch.bool)
+    objects[:, 10:20, 12:22] = True  # 100 px, 9.8 % of the image
+    method = build("extremal", tiny2d, areas=[0.03, 0.2], max_iter=2, step=2, sigma=3.0, max_blur=5.0,
+                   progress=False)
+    info = method(x, 1, return_info=True)
+    report = optimality_check(method, x, None, objects, info=info, fit_steps=40)
+    assert report.optimised.shape == report.oracle.shape == (1, 2, 2) and report.passed.shape == (1, 2)
+    small, large = report.oracle_masks[:, 0], report.oracle_masks[:, 1]
+    inside = (small * objects).flatten(1).sum(1) / small.flatten(1).sum(1)
+    assert torch.all(inside > 0.8), inside                               # smaller than the object: inside it
+    covered = (large * objects).flatten(1).sum(1) / objects.flatten(1).sum(1)
+    assert torch.all(covered > 0.9), covered                             # larger: covers it
+    assert torch.all(large.flatten(1).mean(1) > small.flatten(1).mean(1) + 0.1)
+    assert 0 <= report.fraction <= 1 and set(report.summary()) == {"fraction", "tolerance", "optimised", "oracle"}
+    picture = oracle_figure(x[0], report, info.extras["masks"], index=0, area=1, scale=3)
+    assert picture.dtype.name == "uint8" and picture.shape == (22 + 96, 2 * 96 + 4, 3)
+    with pytest.raises(vizlab.errors.InputError, match="do not match the input"):
+        optimality_check(method, x, None, objects[:, :16], info=info)
