@@ -203,6 +203,6 @@ def test_oracle_masks_sit_on_the_object_and_the_figure_shows_both(tiny2d):
     assert torch.all(large.flatten(1).mean(1) > small.flatten(1).mean(1) + 0.1)
     assert 0 <= report.fraction <= 1 and set(report.summary()) == {"fraction", "tolerance", "optimised", "oracle"}
     picture = oracle_figure(x[0], report, info.extras["masks"], index=0, area=1, scale=3)
-    assert picture.dtype.name == "uint8" and picture.shape == (22 + 96, 2 * 96 + 4, 3)
+    assert picture.dtype.name == "uint8" and picture.shape == (2 * 22 + 96, 2 * 96 + 4, 3)
     with pytest.raises(vizlab.errors.InputError, match="do not match the input"):
         optimality_check(method, x, None, objects[:, :16], info=info)

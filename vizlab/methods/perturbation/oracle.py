@@ -215,7 +215,8 @@ def oracle_figure(image: torch.Tensor, report: OptimalityReport, optimised: torc
     uint8 RGB array — so a user can see when the optimisation failed.
 
     image: (3, H, W) or (3, T, H, W) in [0, 1] (sample `index`); optimised: the method's per-area masks
-    (N, A, *S) (`info.extras["masks"]`); area: which area. Clips show every frame in a row (rows of 8).
+    (N, A, *S) (`info.extras["masks"]`); area: which area. Two caption bars per panel: the objective
+    (and whether the optimised one is within the report's tolerance), then its two terms. Clips show every frame in a row (rows of 8).
     Pixels are enlarged `scale` times (nearest) so that small inputs stay readable.
     """
     import cv2
@@ -223,20 +224,20 @@ def oracle_figure(image: torch.Tensor, report: OptimalityReport, optimised: torc
 
     from vizlab.viz.overlay import add_caption, clip_overlays, frame_strip, overlay, to_uint8_image
 
-    def panel(mask: torch.Tensor, caption: str) -> np.ndarray:
+    def panel(mask: torch.Tensor, caption: str, note: str) -> np.ndarray:
         if mask.dim() == 2:
             picture = overlay(to_uint8_image(image), mask.cpu())
         else:
             picture = frame_strip(clip_overlays(image.cpu(), mask.cpu()))
         picture = cv2.resize(picture, (picture.shape[1] * scale, picture.shape[0] * scale),
                              interpolation=cv2.INTER_NEAREST)
-        return add_caption(picture, caption)
+        return add_caption(add_caption(picture, note), caption)
 
     opt, orc = report.optimised[index, area], report.oracle[index, area]
-    verdict = "ok" if bool(report.passed[index, area]) else "WORSE than the oracle"
-    left = panel(optimised[index, area], f"optimised {float(opt.sum()):.3g} (model {float(opt[0]):.3g}, "
-                                         f"reg {float(opt[1]):.3g}) {verdict}")
-    right = panel(report.oracle_masks[index, area], f"oracle {float(orc.sum()):.3g} (model {float(orc[0]):.3g}, "
-                                                    f"reg {float(orc[1]):.3g})")
+    verdict = "as good as the oracle" if bool(report.passed[index, area]) else "WORSE than the oracle"
+    left = panel(optimised[index, area], f"optimised {float(opt.sum()):.3g}: {verdict}",
+                 f"model {float(opt[0]):.3g} + reg {float(opt[1]):.3g}")
+    right = panel(report.oracle_masks[index, area], f"oracle {float(orc.sum()):.3g}",
+                  f"model {float(orc[0]):.3g} + reg {float(orc[1]):.3g}")
     gap = np.full((left.shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([left, gap, right], axis=1)
