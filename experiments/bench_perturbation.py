@@ -130,7 +130,9 @@ def bench_images(args: argparse.Namespace, device: torch.device) -> None:
     chunked = {}  # batch_size → (seconds, limit at that granularity, info)
     for chunk in args.chunks:
         size = chunk or n
-        method = build("extremal", model, areas=areas, max_iter=iters, progress=False, batch_size=size)
+        # area_warmup=0: TorchRay's start, so that the masks compare with TorchRay's (sizes: the rule gives
+        # TorchRay's 7 / 21 / 20 at 224 px)
+        method = build("extremal", model, areas=areas, max_iter=iters, area_warmup=0, progress=False, batch_size=size)
         build("extremal", model, areas=areas, max_iter=1, progress=False, batch_size=size)(x, targets)  # warm-up
         seconds, result = timed(lambda method=method: method(x, targets, return_info=True), device)
         part = fwd_bwd_seconds(model, x[:size].repeat_interleave(a, 0), targets[:size].repeat_interleave(a),

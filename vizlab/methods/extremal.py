@@ -48,14 +48,14 @@ class ExtremalPerturbation(PerturbationMethod):
 
     def __init__(self, model: nn.Module, areas: float | Sequence[float] = (0.1,), variant: str = "preserve",
                  perturbation: str = "blur", reward: str = "simple", max_iter: int = 800, num_levels: int = 8,
-                 max_blur: float = 20.0, step: int = 7, sigma: float = 21.0, pooling: str = "softmax",
+                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None, pooling: str = "softmax",
                  jitter: bool = True, lr: float = 0.01, momentum: float = 0.9, dampening: float = 0.9,
                  area_weight: float = 300.0, area_growth: float = 1.0035, reward_weight: float = 1.0,
-                 smooth: float = 0.0, early_stop: bool = False, patience: int = 50, tol: float = 1e-4,
+                 area_warmup: int = 100, smooth: float = 0.0, early_stop: bool = False, patience: int = 50, tol: float = 1e-4,
                  strict_original: bool = False, progress: bool = True, batch_size: int | None = None) -> None:
         super().__init__(model, areas=areas, variant=variant, perturbation=perturbation, reward=reward,
                          max_iter=max_iter, num_levels=num_levels, max_blur=max_blur, step=step, sigma=sigma,
                          pooling=pooling, jitter=jitter, lr=lr, momentum=momentum, dampening=dampening,
                          area_weight=area_weight, area_growth=area_growth, reward_weight=reward_weight,
-                         smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
+                         area_warmup=area_warmup, smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
                          strict_original=strict_original, progress=progress, batch_size=batch_size)

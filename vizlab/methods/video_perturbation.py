@@ -35,12 +35,13 @@ from vizlab.errors import ConfigError
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
 from vizlab.methods.perturbation.method import PerturbationMethod, check_choice, check_number
 from vizlab.methods.perturbation.objectives import CORE_SHAPES, CoreLoss
+from vizlab.methods.perturbation.scale import original_scale
 from vizlab.methods.registry import register
 
 
 def seed_sigma(width: int) -> float:
     """The seed's mask smoothness: 11 px for frames up to 112 px wide, else 23 px."""
-    return 11.0 if width <= 112 else 23.0
+    return original_scale(width, video=True).sigma
 
 
 class _VideoPerturbation(PerturbationMethod):
@@ -52,10 +53,10 @@ class _VideoPerturbation(PerturbationMethod):
 
     def __init__(self, model: nn.Module, areas: float | Sequence[float] = (0.1,), variant: str = "preserve",
                  perturbation: str = "blur", reward: str = "log", max_iter: int = 2000, num_levels: int = 8,
-                 max_blur: float = 20.0, step: int = 7, sigma: float | None = None, pooling: str = "softmax",
+                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None, pooling: str = "softmax",
                  jitter: bool = False, lr: float = 0.05, momentum: float = 0.9, dampening: float = 0.9,
                  area_weight: float = 300.0, area_growth: float | None = None, reward_weight: float | None = None,
-                 smooth: float = 0.0, early_stop: bool = False, patience: int = 50, tol: float = 1e-4,
+                 area_warmup: int = 100, smooth: float = 0.0, early_stop: bool = False, patience: int = 50, tol: float = 1e-4,
                  strict_original: bool = False, progress: bool = True, batch_size: int | None = None) -> None:
         super().__init__(model, areas=areas, variant=variant, perturbation=perturbation, reward=reward,
                          max_iter=max_iter, num_levels=num_levels, max_blur=max_blur, step=step, sigma=sigma,
@@ -63,11 +64,8 @@ class _VideoPerturbation(PerturbationMethod):
                          area_weight=area_weight,
                          area_growth=self.default_growth if area_growth is None else area_growth,
                          reward_weight=self.default_reward_weight if reward_weight is None else reward_weight,
-                         smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
+                         area_warmup=area_warmup, smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
                          strict_original=strict_original, progress=progress, batch_size=batch_size)
-
-    def resolve_sigma(self, height: int, width: int) -> float:
-        return seed_sigma(width) if self.sigma is None else float(self.sigma)
 
     def used_areas(self) -> tuple[float, ...]:
         if self.strict_original and len(self.areas) > 1:
@@ -115,10 +113,10 @@ class STEP(_VideoPerturbation):
 
     def __init__(self, model: nn.Module, areas: float | Sequence[float] = (0.1,), variant: str = "preserve",
                  perturbation: str = "blur", reward: str = "log", max_iter: int = 2000, num_levels: int = 8,
-                 max_blur: float = 20.0, step: int = 7, sigma: float | None = None, pooling: str = "softmax",
+                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None, pooling: str = "softmax",
                  jitter: bool = False, lr: float = 0.05, momentum: float = 0.9, dampening: float = 0.9,
                  area_weight: float = 300.0, area_growth: float | None = None, reward_weight: float | None = None,
-                 core_weight: float = 300.0, core_start: int = 101,
+                 area_warmup: int = 100, core_weight: float = 300.0, core_start: int = 101,
                  core_size: Sequence[int] = (7, 11, 11), core_shape: str = "ellipsoid", core_shuffle: bool = True,
                  seed: int | None = 0, smooth: float = 0.0, early_stop: bool = False, patience: int = 50,
                  tol: float = 1e-4, strict_original: bool = False, progress: bool = True,
@@ -127,7 +125,7 @@ class STEP(_VideoPerturbation):
                          max_iter=max_iter, num_levels=num_levels, max_blur=max_blur, step=step, sigma=sigma,
                          pooling=pooling, jitter=jitter, lr=lr, momentum=momentum, dampening=dampening,
                          area_weight=area_weight, area_growth=area_growth, reward_weight=reward_weight,
-                         smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
+                         area_warmup=area_warmup, smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
                          strict_original=strict_original, progress=progress, batch_size=batch_size)
         check_number("core_weight", core_weight, 0)
         check_number("core_start", core_start, 0, integer=True)

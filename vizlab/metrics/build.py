@@ -15,11 +15,12 @@ from torchmetrics import Metric
 
 from vizlab.errors import ConfigError, unknown_choice
 from vizlab.metrics.deletion_insertion import DeletionInsertion, DeletionInsertionConfig
-from vizlab.metrics.localisation import EnergyPointing, MaskIoU, PointingGame
+from vizlab.metrics.localisation import EnergyPointing, MaskIoU, ObjectRecall, PointingGame
 from vizlab.metrics.summaries import Summary
 from vizlab.validation import check_fields, check_signature
 
-METRICS: dict[str, type] = {cls.name: cls for cls in (DeletionInsertion, PointingGame, MaskIoU, EnergyPointing)}
+METRICS: dict[str, type] = {cls.name: cls for cls in (DeletionInsertion, PointingGame, MaskIoU, EnergyPointing,
+                                                          ObjectRecall)}
 
 
 def all_summaries() -> tuple[Summary, ...]:

@@ -5,12 +5,14 @@ mask_generator.py  TorchRay's smooth mask generator (parameters → smooth masks
 objectives.py      rewards, the area regulariser, STEP's core (smoothness) term
 optimise.py        the batched SGD loop: samples × areas in one forward/backward per iteration
 method.py          the shared AttributionMethod (options, targets, result object)
+scale.py           step / sigma / max_blur from the input size, and the too-coarse warning
+oracle.py          the optimality check against an oracle (object) mask
 """
 
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
 from vizlab.methods.perturbation.objectives import CoreLoss, area_loss, core_kernel, core_topk, reward_loss
-from vizlab.methods.perturbation.optimise import EarlyStopping, OptimisationResult, Schedule, optimise_masks
+from vizlab.methods.perturbation.optimise import EarlyStopping, Objective, OptimisationResult, Schedule, optimise_masks
 from vizlab.methods.perturbation.pyramid import PerturbationPyramid, gaussian_blur
 
-__all__ = ["CoreLoss", "EarlyStopping", "MaskGenerator", "OptimisationResult", "PerturbationPyramid", "Schedule",
+__all__ = ["CoreLoss", "EarlyStopping", "MaskGenerator", "Objective", "OptimisationResult", "PerturbationPyramid", "Schedule",
            "area_loss", "core_kernel", "core_topk", "gaussian_blur", "optimise_masks", "reward_loss"]

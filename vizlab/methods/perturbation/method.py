@@ -4,6 +4,7 @@ forward for targets, pyramid and generator set-up, chunking, and the result obje
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,8 +15,9 @@ from vizlab.errors import ConfigError, InputError
 from vizlab.methods.base import AttributionMethod, Explanation, Target, logits_of, resolve_target
 from vizlab.methods.perturbation.mask_generator import POOLINGS, MaskGenerator
 from vizlab.methods.perturbation.objectives import REWARDS, VARIANTS, CoreLoss
-from vizlab.methods.perturbation.optimise import AreaMode, EarlyStopping, Schedule, optimise_masks
+from vizlab.methods.perturbation.optimise import AreaMode, EarlyStopping, Objective, Schedule, optimise_masks
 from vizlab.methods.perturbation.pyramid import PERTURBATIONS, PerturbationPyramid, gaussian_blur
+from vizlab.methods.perturbation.scale import Scale, coarse_warning, original_scale, scale_for
 
 
 def check_areas(areas: float | Sequence[float]) -> tuple[float, ...]:
@@ -74,9 +76,9 @@ class PerturbationMethod(AttributionMethod):
     fused_generator = True  # False: TorchRay's step-by-step mask generation (bit-identical arithmetic, slower)
 
     def __init__(self, model: nn.Module, *, areas: float | Sequence[float], variant: str, perturbation: str,
-                 reward: str, max_iter: int, num_levels: int, max_blur: float, step: int, sigma: float | None,
-                 pooling: str, jitter: bool, lr: float, momentum: float, dampening: float, area_weight: float,
-                 area_growth: float, reward_weight: float, smooth: float, early_stop: bool, patience: int,
+                 reward: str, max_iter: int, num_levels: int, max_blur: float | None, step: int | None,
+                 sigma: float | None, pooling: str, jitter: bool, lr: float, momentum: float, dampening: float,
+                 area_weight: float, area_growth: float, reward_weight: float, area_warmup: int, smooth: float, early_stop: bool, patience: int,
                  tol: float, strict_original: bool, progress: bool, batch_size: int | None) -> None:
         super().__init__(model)
         info = getattr(model, "info", None)
@@ -92,8 +94,11 @@ class PerturbationMethod(AttributionMethod):
         check_choice("pooling", pooling, POOLINGS)
         check_number("max_iter", max_iter, 1, integer=True)
         check_number("num_levels", num_levels, 2, integer=True)
-        check_number("max_blur", max_blur, 0, low_open=True)
-        check_number("step", step, 1, integer=True)
+        if max_blur is not None:
+            check_number("max_blur", max_blur, 0, low_open=True)
+        if step is not None:
+            check_number("step", step, 1, integer=True)
+        check_number("area_warmup", area_warmup, 0, integer=True)
         if sigma is not None:
             check_number("sigma", sigma, 0, low_open=True)
         check_number("lr", lr, 0, low_open=True)
@@ -108,16 +113,31 @@ class PerturbationMethod(AttributionMethod):
         if batch_size is not None:
             check_number("batch_size", batch_size, 1, integer=True)
         self.variant, self.perturbation, self.reward, self.pooling = variant, perturbation, reward, pooling
-        self.num_levels, self.max_blur, self.step, self.sigma = int(num_levels), float(max_blur), int(step), sigma
+        self.num_levels = int(num_levels)
+        self.max_blur = None if max_blur is None else float(max_blur)
+        self.step = None if step is None else int(step)
+        self.sigma = None if sigma is None else float(sigma)
         self.jitter, self.smooth, self.strict_original = bool(jitter), float(smooth), bool(strict_original)
         self.progress, self.batch_size = bool(progress), batch_size
         self.early = EarlyStopping(bool(early_stop), int(patience), float(tol))
         self.schedule = Schedule(int(max_iter), float(lr), float(momentum), float(dampening), float(area_weight),
-                                 float(area_growth), float(reward_weight))
+                                 float(area_growth), float(reward_weight),
+                                 area_warmup=0 if self.strict_original else min(int(area_warmup), int(max_iter) // 5))
 
     # --- hooks for subclasses -----------------------------------------------------------------
-    def resolve_sigma(self, height: int, width: int) -> float:
-        return float(self.sigma)
+    def sizes(self, height: int, width: int) -> Scale:
+        """Mask step, σ and max blur for (height, width) inputs: the options where set, else the size
+        rule `scale.scale_for` of the shorter side (strict_original: the originals' fixed sizes,
+        `scale.original_scale`). Warns (UserWarning) when σ is too coarse for the input."""
+        video = self.input_dims == 5
+        rule = original_scale(width, video) if self.strict_original else scale_for(min(height, width), video)
+        scale = Scale(step=rule.step if self.step is None else self.step,
+                      sigma=rule.sigma if self.sigma is None else self.sigma,
+                      max_blur=rule.max_blur if self.max_blur is None else self.max_blur)
+        message = coarse_warning(scale.sigma, height, width, video)
+        if message is not None:
+            warnings.warn(f"{self.name}: {message}", stacklevel=4)
+        return scale
 
     def used_areas(self) -> tuple[float, ...]:
         return self.areas
@@ -154,7 +174,8 @@ class PerturbationMethod(AttributionMethod):
         iterations = torch.cat([p[2] for p in parts])         # (N, A)
         saliency = masks.mean(dim=1)
         extras = {"masks": masks, "history": history, "iterations": iterations,
-                  "area": masks.flatten(2).mean(dim=2), "full_area": torch.cat([p[3] for p in parts])}
+                  "area": masks.flatten(2).mean(dim=2), "full_area": torch.cat([p[3] for p in parts]),
+                  "params": torch.cat([p[4] for p in parts])}
         return Explanation(saliency, masks, t, logits, extras)
 
     # --- what the explain loop records ---------------------------------------------------------
@@ -188,31 +209,42 @@ class PerturbationMethod(AttributionMethod):
             out[f"regulariser_{suffix}"] = info.extras["history"][:, a, 1]
         return out
 
-    def _explain_chunk(self, x: torch.Tensor, target: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def objective(self, x: torch.Tensor, target: torch.Tensor) -> Objective:
+        """The energy this method minimises on x (N, C, *S) for targets (N,): pyramid, generator,
+        schedule, rewards and regularisers, for every (sample, area) row (see optimise.Objective)."""
         n = x.shape[0]
         video = x.dim() == 5
         frames = x.shape[2] if video else 1
         height, width = x.shape[-2:]
         images = x.transpose(1, 2).reshape(n * frames, x.shape[1], height, width) if video else x
         areas = self.used_areas()
-        pyramid = PerturbationPyramid(images.detach(), self.num_levels, self.perturbation, self.max_blur)
-        generator = MaskGenerator((height, width), self.step, self.resolve_sigma(height, width),
+        scale = self.sizes(height, width)
+        pyramid = PerturbationPyramid(images.detach(), self.num_levels, self.perturbation, scale.max_blur)
+        generator = MaskGenerator((height, width), scale.step, scale.sigma,
                                   pooling=self.pooling, fused=self.fused_generator).to(x.device, x.dtype)
         core = self.make_core(frames, generator, torch.tensor(areas), x.device)
-        result = optimise_masks(
-            self.model, pyramid, generator, target, areas, frames, self.schedule, variant=self.variant,
-            reward=self.reward, area_mode=self.area_mode, core=core, jitter=self.jitter, early=self.early,
-            stale_mask=self.strict_original, strict_original=self.strict_original, progress=self.progress,
-            desc=f"{self.name} {n}×{len(areas)} masks")
+        return Objective(self.model, pyramid, generator, target, areas, frames, self.schedule, variant=self.variant,
+                         reward=self.reward, area_mode=self.area_mode, core=core, jitter=self.jitter,
+                         strict_original=self.strict_original, area_on=getattr(self, "area_on", "full"))
+
+    def _explain_chunk(self, x: torch.Tensor, target: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        video = x.dim() == 5
+        frames = x.shape[2] if video else 1
+        height, width = x.shape[-2:]
+        objective = self.objective(x, target)
+        a = objective.num_areas
+        result = optimise_masks(objective, early=self.early, stale_mask=self.strict_original, progress=self.progress,
+                                desc=f"{self.name} {n}×{a} masks")
         masks = result.masks  # (N·A, F, H, W)
         if self.smooth > 0:
             flat = masks.reshape(-1, 1, height, width)
             masks = gaussian_blur(flat, self.smooth * min(height, width)).view_as(masks)
-        a = len(areas)
         shape = (n, a, frames, height, width) if video else (n, a, height, width)
+        params = result.params.view(n, a, frames, *result.params.shape[-2:])
         return (masks.reshape(shape).detach(), result.history.view(n, a, 2, -1).detach(),
-                result.iterations.view(n, a), result.full_area.view(n, a).detach())
+                result.iterations.view(n, a), result.full_area.view(n, a).detach(), params.detach())
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(areas={list(self.areas)}, variant={self.variant!r}, "

@@ -1,0 +1,208 @@
+"""Extremal perturbation against its oracle: the defect (the all-ones start ranked by the mask
+generator's ripple), the optimality check, and ground-truth localisation on the synthetic sets.
+
+The defect: from the all-ones start the generated mask is not flat — the softmax pooling leaves a
+ripple of period `step` (±0.3 %) and a bump along the image border. The sorted area term ranks the
+mask values, so at t = 0 its "keep" set is that ripple's top, mostly the border band, not the
+evidence; its push (12× the model term's at t = 0 on shapes_cnn) then seeds the blob layout. The
+relaxed warm-up (`area_warmup`, mean-only area term) pushes every value alike, so the model term
+decides the ranking before the sorted term takes over.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+import vizlab
+from tests.conftest import synthetic_model
+from vizlab.methods import build
+from vizlab.methods.perturbation.mask_generator import MaskGenerator
+from vizlab.methods.perturbation.objectives import area_loss
+from vizlab.methods.perturbation.oracle import optimality_check
+from vizlab.methods.perturbation.scale import coarse_warning, scale_for
+from vizlab.metrics import kept_frames, object_recall
+
+
+# ----------------------------------------------------------------------------- the defect, model-free
+def test_all_ones_start_is_ranked_by_the_generator_ripple_and_the_warmup_is_not():
+    gen = MaskGenerator((64, 64), 2, 6.0)  # the scale rule's sizes for 64-px images
+    area = 0.1
+    ones = torch.ones(1, 1, *gen.shape_in, requires_grad=True)
+    image, full = gen.generate(ones)
+    assert float((image.max() - image.min()).detach()) > 5e-3  # not flat
+    top = image[0, 0].flatten().topk(round(area * 64 * 64)).indices
+    rows, cols = top // 64, top % 64
+    on_border = ((rows < 6) | (rows >= 58) | (cols < 6) | (cols >= 58)).float().mean()
+    assert on_border > 0.6, on_border  # the 6-px border band is 34 % of the image, 73 % of the initial top set
+    zeros = torch.tensor([full.numel() - round(area * 64 * 64)])
+    (sorted_grad,) = torch.autograd.grad(area_loss(full.view(1, 1, -1), zeros)[0], ones)
+    _, full2 = gen.generate(ones)
+    share = 1 - zeros.float() / full2.numel()
+    (relaxed_grad,) = torch.autograd.grad(((full2.mean() - share) ** 2)[0], ones)
+    r = gen.radius + 2
+    spread = [float(g[0, 0, r:-r, r:-r].std() / g[0, 0, r:-r, r:-r].mean()) for g in (sorted_grad, relaxed_grad)]
+    assert spread[0] > 1e-2 and spread[1] < 1e-5, spread
+
+
+def test_default_run_starts_with_the_relaxed_term_and_strict_original_does_not(tiny2d):
+    x = torch.randn(1, 3, 24, 24)
+    for strict, warm in ((False, 2), (True, 0)):
+        method = build("extremal", tiny2d, max_iter=10, area_warmup=5, strict_original=strict, step=2, sigma=3.0,
+                       max_blur=5.0, progress=False)
+        assert method.schedule.area_warmup == warm  # capped at max_iter // 5; strict: the originals' (none)
+        info = method(x, 1, return_info=True)
+        objective = method.objective(x, info.target)
+        params = torch.ones(objective.rows, 1, *objective.generator.shape_in)
+        _, _, _, relaxed = objective.terms(params, None, 300.0, 0.0, relaxed=True)
+        _, _, _, sorted_term = objective.terms(params, None, 300.0, 0.0, relaxed=False)
+        first = info.extras["history"][0, 0, 1, 0]
+        assert torch.allclose(first, (relaxed if warm else sorted_term)[0], rtol=1e-5)
+
+
+def test_scale_rule_and_the_coarse_warning(tiny2d):
+    assert scale_for(224, video=False) == scale_for(224, False)
+    s = scale_for(224, False)
+    assert (s.step, s.sigma, s.max_blur) == (7, 21.0, 20.0)  # TorchRay's at its size
+    v = scale_for(112, True)
+    assert (v.step, v.sigma, v.max_blur) == (7, 11.0, 20.0)  # the video seed's at its size
+    small = scale_for(64, False)
+    assert (small.step, round(small.sigma, 2), round(small.max_blur, 2)) == (2, 6.0, 11.43)
+    assert coarse_warning(small.sigma, 64, 64, False) is None
+    assert "too coarse" in coarse_warning(21.0, 64, 64, False)
+    with pytest.warns(UserWarning, match="too coarse"):
+        build("extremal", tiny2d, max_iter=1, sigma=21.0, step=7, progress=False)(torch.randn(1, 3, 64, 64), 0)
+    method = build("extremal", tiny2d, max_iter=1, progress=False)
+    assert method.sizes(64, 64) == small
+    strict = build("extremal", tiny2d, max_iter=1, strict_original=True, progress=False)
+    with pytest.warns(UserWarning, match="too coarse"):
+        assert (strict.sizes(64, 64).step, strict.sizes(64, 64).sigma) == (7, 21.0)
+
+
+# ----------------------------------------------------------------------------- trained models (slow)
+def shapes(model, n: int):
+    from vizlab.data.synthetic_shapes import SyntheticShapes
+
+    batch = next(iter(DataLoader(SyntheticShapes(n, seed=777), batch_size=n)))
+    return model.normalize(batch["image"]), batch["label"], batch["mask"]
+
+
+def motion(model, n: int, frames: int = 8):
+    from vizlab.data.synthetic_motion import SyntheticMotion
+
+    batch = next(iter(DataLoader(SyntheticMotion(n, frames=frames, seed=5), batch_size=n)))
+    return model.normalize(batch["image"]), batch["label"], batch["mask"]
+
+
+def gradcam_recall(model, x, y, masks, area=0.1) -> float:
+    return float(object_recall(vizlab.explain(model, x, y, method="gradcam"), masks, area).nanmean())
+
+
+@pytest.mark.slow
+def test_warmup_fixes_the_start_on_shapes(request, monkeypatch):
+    """Image EP, 8 shapes images, 300 iterations (λ schedule compressed to the default end weight):
+    object recall at area 0.1 with the relaxed warm-up against the original start."""
+    model = synthetic_model(request, monkeypatch, "shapes_cnn")
+    x, y, masks = shapes(model, 8)
+    options = {"max_iter": 300, "area_growth": 1.00937, "lr": 0.05, "progress": False}
+    fixed = object_recall(build("extremal", model, **options)(x, y), masks, 0.1).mean()
+    original = object_recall(build("extremal", model, area_warmup=0, **options)(x, y), masks, 0.1).mean()
+    assert fixed > original + 0.1, (fixed, original)
+
+
+OPEN = "open defect (issue 17), measured 2026-12-02: "
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "frames"), [
+    pytest.param("extremal", 1, marks=pytest.mark.xfail(strict=True, reason=OPEN + "1/8 images within 5 % of the "
+                                                        "oracle (objective 31.3 vs 26.8: the area term is worse)")),
+    pytest.param("ep3d", 8, marks=pytest.mark.xfail(strict=True, reason=OPEN + "1/6 clips (optimised image area "
+                                                    "above the target: λ 300 constant against ρ 100)")),
+    ("step", 8),  # passes, but weakly: the object-shaped oracle pays STEP's core term (80.6 vs 10.1)
+])
+def test_optimality_check(request, monkeypatch, name, frames):
+    """The optimised mask's objective vs the oracle's (the object, sized to the area, projected on
+    the generator) at reduced iterations; the fraction of samples within 5 % must be most (> 0.5)."""
+    if name == "extremal":
+        model = synthetic_model(request, monkeypatch, "shapes_cnn")
+        x, y, masks = shapes(model, 8)
+        method = build(name, model, max_iter=300, area_growth=1.00937, lr=0.05, progress=False)
+    else:
+        model = synthetic_model(request, monkeypatch, "motion_cnn")
+        x, y, masks = motion(model, 6, frames)
+        method = build(name, model, max_iter=300, progress=False)
+    report = optimality_check(method, x, y, masks)
+    print(name, report.summary())
+    assert report.fraction > 0.5, report.summary()
+
+
+@pytest.mark.slow
+def test_image_ep_reaches_gradcam_object_recall_on_shapes(request, monkeypatch):
+    """Image EP at its defaults (800 iterations; sizes from the 64-px input) on 8 shapes images:
+    object recall at the method's area (0.1) at least Grad-CAM's on the same images."""
+    model = synthetic_model(request, monkeypatch, "shapes_cnn")
+    x, y, masks = shapes(model, 8)
+    ours = float(object_recall(build("extremal", model, progress=False)(x, y), masks, 0.1).mean())
+    reference = gradcam_recall(model, x, y, masks)
+    print(f"extremal recall {ours:.3f} grad-cam {reference:.3f}")
+    assert ours >= reference, (ours, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [
+    pytest.param("ep2d", marks=pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.62 vs Grad-CAM 0.68")),
+    pytest.param("step", marks=pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.56 vs Grad-CAM 0.68")),
+])
+def test_video_ep_reaches_gradcam_object_recall_on_motion(request, monkeypatch, name):
+    """2D-EP / STEP on 6 motion clips (8 × 48²), defaults but 300 iterations: object recall at the
+    method's area (0.1) at least Grad-CAM's on the same clips."""
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
+    x, y, masks = motion(model, 6)
+    ours = float(object_recall(build(name, model, max_iter=300, progress=False)(x, y), masks, 0.1).mean())
+    reference = gradcam_recall(model, x, y, masks)
+    print(f"{name} recall {ours:.3f} grad-cam {reference:.3f}")
+    assert ours >= reference, (ours, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.64 over all frames, 0.67 over kept frames vs Grad-CAM 0.68")
+def test_3d_ep_recall_over_all_and_kept_frames(request, monkeypatch):
+    """3D-EP keeps one area for the whole clip, so it may keep few frames: recall over all frames and
+    over the frames it keeps (mask max >= 0.5); on the kept frames it must reach Grad-CAM's recall."""
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
+    x, y, masks = motion(model, 6)
+    saliency = build("ep3d", model, max_iter=300, progress=False)(x, y)
+    kept = kept_frames(saliency, 0.5)
+    every = float(object_recall(saliency, masks, 0.1).mean())
+    on_kept = float(object_recall(saliency, masks, 0.1, frames=kept).nanmean())
+    reference = gradcam_recall(model, x, y, masks)
+    print(f"ep3d recall all frames {every:.3f} kept frames {on_kept:.3f} ({float(kept.float().mean()):.2f} of "
+          f"the frames kept) grad-cam {reference:.3f}")
+    assert on_kept >= reference, (on_kept, reference)
+
+
+def test_oracle_masks_sit_on_the_object_and_the_figure_shows_both(tiny2d):
+    from vizlab.methods.perturbation.oracle import oracle_figure
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 32, 32)
+    objects = torch.zeros(1, 32, 32, dtype=torch.bool)
+    objects[:, 10:20, 12:22] = True  # 100 px, 9.8 % of the image
+    method = build("extremal", tiny2d, areas=[0.03, 0.2], max_iter=2, step=2, sigma=3.0, max_blur=5.0,
+                   progress=False)
+    info = method(x, 1, return_info=True)
+    report = optimality_check(method, x, None, objects, info=info, fit_steps=40)
+    assert report.optimised.shape == report.oracle.shape == (1, 2, 2) and report.passed.shape == (1, 2)
+    small, large = report.oracle_masks[:, 0], report.oracle_masks[:, 1]
+    inside = (small * objects).flatten(1).sum(1) / small.flatten(1).sum(1)
+    assert torch.all(inside > 0.8), inside                               # smaller than the object: inside it
+    covered = (large * objects).flatten(1).sum(1) / objects.flatten(1).sum(1)
+    assert torch.all(covered > 0.9), covered                             # larger: covers it
+    assert torch.all(large.flatten(1).mean(1) > small.flatten(1).mean(1) + 0.1)
+    assert 0 <= report.fraction <= 1 and set(report.summary()) == {"fraction", "tolerance", "optimised", "oracle"}
+    picture = oracle_figure(x[0], report, info.extras["masks"], index=0, area=1, scale=3)
+    assert picture.dtype.name == "uint8" and picture.shape == (2 * 22 + 96, 2 * 96 + 4, 3)
+    with pytest.raises(vizlab.errors.InputError, match="do not match the input"):
+        optimality_check(method, x, None, objects[:, :16], info=info)
