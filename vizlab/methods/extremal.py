@@ -34,7 +34,8 @@ class ExtremalPerturbation(PerturbationMethod):
     areas: target areas (fractions of the image), optimised together (default [0.1]).
     variant: preserve | delete | dual. perturbation: blur (σ_max = max_blur px) | fade.
     reward: simple (target logit) | contrastive (target − best other logit) | log (log-probability).
-    max_iter 800 · num_levels 8 · step 7 · sigma 21 · pooling softmax · jitter True ·
+    max_iter 800 · num_levels 8 · step / sigma / max_blur null = sized from the input (scale.scale_for:
+    TorchRay's 7 / 21 / 20 at 224 px) · area_warmup 100 · pooling softmax · jitter True ·
     lr 0.01 · momentum 0.9 · dampening 0.9 · area_weight 300 · area_growth 1.0035 · reward_weight 1.
     smooth: Gaussian smoothing of the result with σ = smooth·min(H, W) (TorchRay's, default 0).
     early_stop / patience / tol: per-mask early stopping (off by default).
@@ -43,6 +44,11 @@ class ExtremalPerturbation(PerturbationMethod):
     """
 
     name = "extremal"
+    summary = ("the smooth mask of each target area a that keeps the class when only it is left sharp (preserve; "
+               "also delete, dual), optimised for all images × areas in one batch")
+    defaults_note = ("TorchRay's: 800 iterations, λ = 300·1.0035^t, simple reward, blur; step / σ / max blur sized "
+                     "from the input (7 / 21 / 20 at 224 px); `area_warmup` 100 iterations of a mean-only area term "
+                     "(the fix of issue 17; `strict_original=true` for TorchRay's exact masks)")
     input_dims = 4
     area_mode = "global"
 

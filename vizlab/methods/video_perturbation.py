@@ -80,11 +80,14 @@ class EP2D(_VideoPerturbation):
     """2D-EP: per-frame extremal perturbation — every frame's mask keeps area a.
 
     Defaults: areas [0.1], preserve, blur, reward log (ρ = 100), 2000 iterations, lr 0.05,
-    momentum = dampening = 0.9, λ = 300 constant (area_growth 1), step 7, sigma null (11 px for
-    ≤ 112-px frames, else 23), no jitter.
+    momentum = dampening = 0.9, λ = 300 constant (area_growth 1), step / sigma / max_blur null =
+    sized from the frame (the seed's 7 / 11 / 20 at 112 px, σ 23 above), area_warmup 100, no jitter.
     """
 
     name = "ep2d"
+    summary = "per-frame extremal perturbation: every frame's mask keeps area a (Li et al. 2021)"
+    defaults_note = ("the video seed's: −log p reward with ρ = 100, λ = 300 constant, 2000 iterations, lr 0.05; "
+                     "step / σ / max blur sized from the frame (7 / 11 / 20 at 112 px); `area_warmup` 100")
     area_mode = "per_frame"
 
 
@@ -93,6 +96,8 @@ class EP3D(_VideoPerturbation):
     """3D-EP: the clip's masks together keep area a (free to move mass between frames). Defaults as EP2D."""
 
     name = "ep3d"
+    summary = "3D-EP: one mask tube whose total area is a, free to move mass between frames"
+    defaults_note = "as `ep2d`, the area counted over the whole clip"
     area_mode = "global"
 
 
@@ -107,6 +112,9 @@ class STEP(_VideoPerturbation):
     """
 
     name = "step"
+    summary = "STEP: 3D-EP plus a spatio-temporal smoothness (core) term that favours one smooth, compact tube"
+    defaults_note = ("as `ep3d` but ρ = 1, λ doubling every 800 iterations, core term 300 from iteration 101 with a "
+                     "7×11×11 ellipsoid kernel (not scaled with the input)")
     area_mode = "global"
     default_growth = 1.0008668
     default_reward_weight = 1.0
