@@ -127,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.compare_param:
             compare_param(taps, facets, model, n)
             return
-        generate(taps, facets.subset([0]), [Octave(iterations=2)], 2, model.normalize, options)   # warm-up
+        warm = max(options.blur_every, options.denoise_every)  # warm-up: every step kind once, both batch sizes
+        for subset in (facets, facets.subset([0])):
+            generate(taps, subset, [Octave(iterations=warm)], warm, model.normalize, options)
         batched, _ = timed_generate(taps, facets, octaves, n, model, options)
         bare = GenerateOptions(blur_every=n + 1, denoise_every=n + 1)     # no blur, no TV: the loop alone
         no_reg, _ = timed_generate(taps, facets, octaves, n, model, bare)
