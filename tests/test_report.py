@@ -164,7 +164,8 @@ def test_build_report_csv_md_html(sweep, browser, tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     assert list(rows[0]) == ["method", "model", "dataset", "num_samples", "deletion_auc", "insertion_auc",
-                             "pointing_accuracy", "mask_iou", "energy_pointing", "seconds_per_sample", "job"]
+                             "pointing_accuracy", "mask_iou", "energy_pointing", "object_recall", "seconds_per_sample",
+                             "job"]
     for row in rows:
         expected = SUMMARY[(row["method"], row["model"])]
         for key, value in expected.items():
