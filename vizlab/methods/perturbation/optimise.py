@@ -24,7 +24,6 @@ from typing import Literal
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from vizlab.methods.base import logits_of
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
@@ -37,6 +36,7 @@ from vizlab.methods.perturbation.objectives import (
     reward_loss,
 )
 from vizlab.methods.perturbation.pyramid import PerturbationPyramid
+from vizlab.progress import progress_bar
 
 AreaMode = Literal["global", "per_frame"]
 AreaDomain = Literal["image", "full"]  # what an area a is a share of: the image or the margin-padded full mask
@@ -207,7 +207,7 @@ def optimise_masks(objective: Objective, early: EarlyStopping = EarlyStopping(),
     area_w, core_w = objective.weights(0)
     last_t = -1
 
-    bar = tqdm(range(schedule.max_iter), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
+    bar = progress_bar(range(schedule.max_iter), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for t in bar:
         last_t = t
         k = active.numel()
