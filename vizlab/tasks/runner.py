@@ -180,7 +180,12 @@ def run_task(cfg: DictConfig) -> dict[str, Any]:
     job = current_job()
     out_dir = job.out_dir if job else Path.cwd()
     before = {p.name for p in out_dir.iterdir()} - {PENDING} if out_dir.is_dir() else set()
-    adopt_pending_config(out_dir, replace=False)  # a fresh directory gets its .hydra/ at once
+    from vizlab.lit.hardware import launch_rank
+
+    # ranks > 0 started by SLURM / submitit share rank 0's job directory: only rank 0 keeps its config
+    owner = launch_rank(cfg.get("hardware") or {}) == 0
+    if owner:
+        adopt_pending_config(out_dir, replace=False)  # a fresh directory gets its .hydra/ at once
     name = str(cfg.get("task", {}).get("name"))
     try:
         quiet_libraries()
@@ -194,10 +199,11 @@ def run_task(cfg: DictConfig) -> dict[str, Any]:
     except BaseException as exc:
         return failed(cfg, job, out_dir, before, exc)
     skipped = bool(results.pop(SKIPPED_AS_COMPLETE, False))
-    adopt_pending_config(out_dir, replace=not skipped)
-    drop_pending_config(out_dir)
-    if job is not None:
-        (out_dir / FAILED).unlink(missing_ok=True)
+    if owner:
+        adopt_pending_config(out_dir, replace=not skipped)
+        drop_pending_config(out_dir)
+        if job is not None:
+            (out_dir / FAILED).unlink(missing_ok=True)
     if results.get("rank"):  # a DDP rank started by SLURM / submitit; rank 0 reports the job
         print(f"vizlab: {name} rank {results['rank']} done: {results['summary']['num_samples']} samples")
     elif not skipped:
