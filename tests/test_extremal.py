@@ -282,18 +282,59 @@ def test_progress_bar_and_model_state(net, capfd):
     ({"areas": [0.0]}, "strictly between 0 and 1"),
     ({"areas": [0.1, 1.5]}, r"got 1\.5 in areas=\[0\.1, 1\.5\]"),
     ({"areas": []}, "at least one target area"),
-    ({"variant": "keep"}, "variant must be one of preserve, delete, dual; got 'keep'"),
-    ({"perturbation": "noise"}, "perturbation must be one of blur, fade"),
-    ({"reward": "margin"}, "reward must be one of simple, contrastive, log"),
+    ({"variant": "keep"}, "variant must be one of 'preserve', 'delete', 'dual'; got 'keep'"),
+    ({"perturbation": "noise"}, "perturbation must be one of 'blur', 'fade'"),
+    ({"reward": "margin"}, "reward must be one of 'simple', 'contrastive', 'log'"),
     ({"max_iter": 0}, "max_iter must be an integer >= 1; got 0"),
     ({"step": 2.5}, "step must be an integer"),
     ({"momentum": 1.0}, "momentum must be a number >= 0 and < 1"),
-    ({"pooling": "max"}, "pooling must be one of softmax, sigmoid, sum"),
+    ({"pooling": "max"}, "pooling must be one of 'softmax', 'sigmoid', 'sum'"),
     ({"stpes": 3}, "no option"),
 ])
 def test_bad_options_raise_one_clear_config_error(net, options, match):
     with pytest.raises(ConfigError, match=match):
         build("extremal", net, **options)
+
+
+def test_options_are_one_frozen_dataclass_per_default_set(net):
+    """Issue 14 item 4: the family's options live in ExtremalOptions / VideoOptions / STEPOptions;
+    method_parameters reads their fields, an instance and keyword overrides build the same method."""
+    import dataclasses
+
+    from vizlab.methods import EP2D, EP3D, STEP, ExtremalPerturbation, method_parameters
+    from vizlab.methods.perturbation.options import ExtremalOptions, STEPOptions, VideoOptions
+
+    assert ExtremalPerturbation.options_type is ExtremalOptions
+    assert EP2D.options_type is EP3D.options_type is VideoOptions and STEP.options_type is STEPOptions
+    for name, cls in (("extremal", ExtremalOptions), ("ep2d", VideoOptions), ("step", STEPOptions)):
+        assert method_parameters(name) == {f.name: f.default for f in dataclasses.fields(cls)}
+    # per-class defaults: the seeds' numbers, not copies of the image ones
+    image, video, step = ExtremalOptions(), VideoOptions(), STEPOptions()
+    assert (image.reward, image.max_iter, image.lr, image.jitter, image.area_growth) == ("simple", 800, 0.01, True, 1.0035)
+    assert (video.reward, video.max_iter, video.lr, video.jitter, video.area_growth, video.reward_weight) == \
+        ("log", 2000, 0.05, False, 1.0, 100.0)
+    assert (step.area_growth, step.reward_weight, step.core_size) == (1.0008668, 1.0, (7, 11, 11))
+    assert set(method_parameters("step")) - set(method_parameters("ep3d")) == {
+        "core_weight", "core_start", "core_size", "core_shape", "core_shuffle", "seed"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        image.max_iter = 3  # type: ignore[misc]
+    # an instance, keyword overrides, or both
+    options = ExtremalOptions(areas=[0.05, 0.2], max_iter=7)
+    assert options.areas == (0.05, 0.2)
+    by_instance = ExtremalPerturbation(net, options)
+    by_keywords = ExtremalPerturbation(net, areas=[0.05, 0.2], max_iter=7)
+    assert by_instance.options == by_keywords.options and by_instance.schedule == by_keywords.schedule
+    both = ExtremalPerturbation(net, options, lr=0.2)
+    assert (both.options.max_iter, both.schedule.lr, options.lr) == (7, 0.2, 0.01)
+    # checked on creation, with the option's name; the wrong options class is refused
+    with pytest.raises(ConfigError, match="max_iter must be an integer >= 1; got 0"):
+        ExtremalOptions(max_iter=0)
+    with pytest.raises(ConfigError, match=r"method\.lr must be a number"):
+        VideoOptions(lr="fast")
+    with pytest.raises(ConfigError, match="options must be a STEPOptions; got ExtremalOptions"):
+        STEP(net, ExtremalOptions())
+    with pytest.raises(ConfigError, match=r"ExtremalOptions has no option\(s\) \['core_size'\]"):
+        ExtremalPerturbation(net, core_size=(3, 3, 3))
 
 
 def test_wrong_input_rank_and_model_kind(net, effnet):

@@ -386,17 +386,17 @@ def test_presets_and_explicit_options():
 
 
 @pytest.mark.parametrize(("options", "match"), [
-    ({"objective": "oblivious"}, "objective must be one of class_oblivious, class_specific"),
-    ({"constraint": "l1"}, "constraint must be one of l2norm, softmax, gauss"),
-    ({"preset": "torch"}, "preset must be one of pt_compat, tf_compat"),
-    ({"mode": "quick"}, "mode must be one of fast, slow"),
-    ({"optimizer": "rmsprop"}, "optimizer must be one of sgd, adam"),
+    ({"objective": "oblivious"}, "objective must be one of 'class_oblivious', 'class_specific'"),
+    ({"constraint": "l1"}, "constraint must be one of 'l2norm', 'softmax', 'gauss'"),
+    ({"preset": "torch"}, "preset must be one of 'pt_compat', 'tf_compat'"),
+    ({"mode": "quick"}, "mode must be one of 'fast', 'slow'"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of 'sgd', 'adam'"),
     ({"lr": -1.0}, "lr must be a number > 0"),
     ({"lr": 0.1, "end_lr": 0.2}, r"end_lr \(0.2\) must not exceed lr"),
     ({"max_iter": 0}, "max_iter must be an integer >= 1"),
     ({"stop_period": 2.5}, "stop_period must be an integer"),
     ({"learn_covariance": True}, "learn_covariance=true needs constraint=gauss"),
-    ({"temporal": "mean"}, "temporal must be one of joint, per_frame"),
+    ({"temporal": "mean"}, "temporal must be one of 'joint', 'per_frame'"),
 ])
 def test_bad_options_raise_one_config_error(options, match):
     with pytest.raises(ConfigError, match=match):
@@ -539,7 +539,7 @@ def test_explain_loop_runs_l2caf_with_top_k_targets(tmp_path):
 
     bad = run_cli(PYTHON, "run.py", "method=l2caf", "method.constraint=l1", "logger=none",
                   f"paths.output_root={tmp_path / 'bad'}")
-    assert bad.returncode == 2 and "constraint must be one of l2norm, softmax, gauss" in bad.stderr
+    assert bad.returncode == 2 and "constraint must be one of 'l2norm', 'softmax', 'gauss'" in bad.stderr
     assert "Traceback" not in bad.stderr and not [p for p in (tmp_path / "bad").rglob("*") if p.is_file()]
 
 

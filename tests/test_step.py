@@ -164,10 +164,10 @@ def test_seed_sigma_rule_and_sizes():
 
 @pytest.mark.parametrize(("name", "options", "error", "match"), [
     ("step", {"core_size": [7, 11]}, ConfigError, "core_size must be three positive integers"),
-    ("step", {"core_shape": "sphere"}, ConfigError, "core_shape must be one of ellipsoid, cylinder"),
+    ("step", {"core_shape": "sphere"}, ConfigError, "core_shape must be one of 'ellipsoid', 'cylinder'"),
     ("step", {"core_start": -1}, ConfigError, "core_start must be an integer >= 0"),
     ("ep2d", {"areas": [0.1, 1.0]}, ConfigError, "strictly between 0 and 1"),
-    ("ep3d", {"reward": "logit"}, ConfigError, "reward must be one of simple, contrastive, log"),
+    ("ep3d", {"reward": "logit"}, ConfigError, "reward must be one of 'simple', 'contrastive', 'log'"),
     ("ep3d", {"max_iter": 0}, ConfigError, "max_iter must be an integer >= 1"),
     ("ep2d", {"core_weight": 1.0}, ConfigError, "no option"),
 ])

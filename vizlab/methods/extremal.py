@@ -19,11 +19,8 @@ Departures (each switchable back with `strict_original=True`):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from torch import nn
-
 from vizlab.methods.perturbation.method import PerturbationMethod
+from vizlab.methods.perturbation.options import ExtremalOptions
 from vizlab.methods.registry import register
 
 
@@ -31,6 +28,8 @@ from vizlab.methods.registry import register
 class ExtremalPerturbation(PerturbationMethod):
     """Image extremal perturbation, batched over images and areas. Input (N, C, H, W).
 
+    `ExtremalPerturbation(model, ExtremalOptions(...))` or `ExtremalPerturbation(model, max_iter=100, ...)`;
+    the options and their defaults are the fields of `ExtremalOptions`:
     areas: target areas (fractions of the image), optimised together (default [0.1]).
     variant: preserve | delete | dual. perturbation: blur (σ_max = max_blur px) | fade.
     reward: simple (target logit) | contrastive (target − best other logit) | log (log-probability).
@@ -51,17 +50,4 @@ class ExtremalPerturbation(PerturbationMethod):
                      "(the fix of issue 17; `strict_original=true` for TorchRay's exact masks)")
     input_dims = 4
     area_mode = "global"
-
-    def __init__(self, model: nn.Module, areas: float | Sequence[float] = (0.1,), variant: str = "preserve",
-                 perturbation: str = "blur", reward: str = "simple", max_iter: int = 800, num_levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None, pooling: str = "softmax",
-                 jitter: bool = True, lr: float = 0.01, momentum: float = 0.9, dampening: float = 0.9,
-                 area_weight: float = 300.0, area_growth: float = 1.0035, reward_weight: float = 1.0,
-                 area_warmup: int = 100, smooth: float = 0.0, early_stop: bool = False, patience: int = 50, tol: float = 1e-4,
-                 strict_original: bool = False, progress: bool = True, batch_size: int | None = None) -> None:
-        super().__init__(model, areas=areas, variant=variant, perturbation=perturbation, reward=reward,
-                         max_iter=max_iter, num_levels=num_levels, max_blur=max_blur, step=step, sigma=sigma,
-                         pooling=pooling, jitter=jitter, lr=lr, momentum=momentum, dampening=dampening,
-                         area_weight=area_weight, area_growth=area_growth, reward_weight=reward_weight,
-                         area_warmup=area_warmup, smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
-                         strict_original=strict_original, progress=progress, batch_size=batch_size)
+    options_type = ExtremalOptions

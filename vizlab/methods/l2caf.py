@@ -38,10 +38,10 @@ from vizlab.methods.caf_filter import CONSTRAINTS, INITS, ConstrainedFilters
 from vizlab.methods.cam import _LayerMethod
 from vizlab.methods.hooks import capture_layer
 from vizlab.methods.layer_runner import HeadRunner, head_runner, verified_traced_head
-from vizlab.methods.perturbation.method import check_choice, check_number
 from vizlab.methods.registry import register
 from vizlab.methods.split import Split, SplitError
 from vizlab.progress import progress_bar
+from vizlab.validation import check_choice, check_number
 
 OBJECTIVES = ("class_oblivious", "class_specific")
 MODES = ("fast", "slow")

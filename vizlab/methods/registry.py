@@ -10,12 +10,13 @@ config tests, the sweeps and the README's method table all read the list from he
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vizlab.errors import ConfigError, unknown_choice
-from vizlab.validation import check_signature
+from vizlab.validation import check_fields, check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
     from vizlab.methods.base import AttributionMethod
@@ -59,9 +60,13 @@ def sweep_methods(kind: str = "image", families: Iterable[str] = ()) -> list[str
 
 
 def method_parameters(name: str) -> dict[str, Any]:
-    """The keyword options of method `name` with their defaults."""
+    """The keyword options of method `name` with their defaults: the fields of its `options_type`
+    dataclass where it has one (the extremal family), else its __init__'s keyword parameters."""
     if name not in REGISTRY:
         raise unknown_choice("method", name, REGISTRY)
+    options_type = getattr(REGISTRY[name], "options_type", None)
+    if options_type is not None and dataclasses.is_dataclass(options_type):
+        return {f.name: f.default for f in dataclasses.fields(options_type)}
     sig = inspect.signature(REGISTRY[name].__init__)
     return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "model")}
 
@@ -73,5 +78,9 @@ def build(name: str, model: Any, **options: Any) -> AttributionMethod:
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"Method {name!r} has no option(s) {unknown}. Valid options: {sorted(valid)}.")
-    check_signature("method", REGISTRY[name].__init__, options, skip=LAYER_OPTIONS)
+    options_type = getattr(REGISTRY[name], "options_type", None)
+    if options_type is not None and dataclasses.is_dataclass(options_type):
+        check_fields("method", options_type, options)
+    else:
+        check_signature("method", REGISTRY[name].__init__, options, skip=LAYER_OPTIONS)
     return REGISTRY[name](model, **options)

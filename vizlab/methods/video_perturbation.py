@@ -26,15 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-from vizlab.errors import ConfigError
 from vizlab.methods.perturbation.mask_generator import MaskGenerator
-from vizlab.methods.perturbation.method import PerturbationMethod, check_choice, check_number
-from vizlab.methods.perturbation.objectives import CORE_SHAPES, CoreLoss
+from vizlab.methods.perturbation.method import PerturbationMethod
+from vizlab.methods.perturbation.objectives import CoreLoss
+from vizlab.methods.perturbation.options import STEPOptions, VideoOptions
 from vizlab.methods.perturbation.scale import original_scale
 from vizlab.methods.registry import register
 
@@ -48,24 +48,7 @@ class _VideoPerturbation(PerturbationMethod):
     """Shared options of 2D-EP, 3D-EP and STEP. Input (N, C, T, H, W); saliency (N, T, H, W)."""
 
     input_dims = 5
-    default_growth = 1.0
-    default_reward_weight = 100.0
-
-    def __init__(self, model: nn.Module, areas: float | Sequence[float] = (0.1,), variant: str = "preserve",
-                 perturbation: str = "blur", reward: str = "log", max_iter: int = 2000, num_levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None, pooling: str = "softmax",
-                 jitter: bool = False, lr: float = 0.05, momentum: float = 0.9, dampening: float = 0.9,
-                 area_weight: float = 300.0, area_growth: float | None = None, reward_weight: float | None = None,
-                 area_warmup: int = 100, smooth: float = 0.0, early_stop: bool = False, patience: int = 50, tol: float = 1e-4,
-                 strict_original: bool = False, progress: bool = True, batch_size: int | None = None) -> None:
-        super().__init__(model, areas=areas, variant=variant, perturbation=perturbation, reward=reward,
-                         max_iter=max_iter, num_levels=num_levels, max_blur=max_blur, step=step, sigma=sigma,
-                         pooling=pooling, jitter=jitter, lr=lr, momentum=momentum, dampening=dampening,
-                         area_weight=area_weight,
-                         area_growth=self.default_growth if area_growth is None else area_growth,
-                         reward_weight=self.default_reward_weight if reward_weight is None else reward_weight,
-                         area_warmup=area_warmup, smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
-                         strict_original=strict_original, progress=progress, batch_size=batch_size)
+    options_type = VideoOptions
 
     def used_areas(self) -> tuple[float, ...]:
         if self.strict_original and len(self.areas) > 1:
@@ -116,35 +99,13 @@ class STEP(_VideoPerturbation):
     defaults_note = ("as `ep3d` but ρ = 1, λ doubling every 800 iterations, core term 300 from iteration 101 with a "
                      "7×11×11 ellipsoid kernel (not scaled with the input)")
     area_mode = "global"
-    default_growth = 1.0008668
-    default_reward_weight = 1.0
+    options_type = STEPOptions
 
-    def __init__(self, model: nn.Module, areas: float | Sequence[float] = (0.1,), variant: str = "preserve",
-                 perturbation: str = "blur", reward: str = "log", max_iter: int = 2000, num_levels: int = 8,
-                 max_blur: float | None = None, step: int | None = None, sigma: float | None = None, pooling: str = "softmax",
-                 jitter: bool = False, lr: float = 0.05, momentum: float = 0.9, dampening: float = 0.9,
-                 area_weight: float = 300.0, area_growth: float | None = None, reward_weight: float | None = None,
-                 area_warmup: int = 100, core_weight: float = 300.0, core_start: int = 101,
-                 core_size: Sequence[int] = (7, 11, 11), core_shape: str = "ellipsoid", core_shuffle: bool = True,
-                 seed: int | None = 0, smooth: float = 0.0, early_stop: bool = False, patience: int = 50,
-                 tol: float = 1e-4, strict_original: bool = False, progress: bool = True,
-                 batch_size: int | None = None) -> None:
-        super().__init__(model, areas=areas, variant=variant, perturbation=perturbation, reward=reward,
-                         max_iter=max_iter, num_levels=num_levels, max_blur=max_blur, step=step, sigma=sigma,
-                         pooling=pooling, jitter=jitter, lr=lr, momentum=momentum, dampening=dampening,
-                         area_weight=area_weight, area_growth=area_growth, reward_weight=reward_weight,
-                         area_warmup=area_warmup, smooth=smooth, early_stop=early_stop, patience=patience, tol=tol,
-                         strict_original=strict_original, progress=progress, batch_size=batch_size)
-        check_number("core_weight", core_weight, 0)
-        check_number("core_start", core_start, 0, integer=True)
-        check_choice("core_shape", core_shape, CORE_SHAPES)
-        size = list(core_size) if not isinstance(core_size, int) else []
-        if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-            raise ConfigError(f"core_size must be three positive integers (frames, rows, cols); got {core_size!r}.")
-        if seed is not None:
-            check_number("seed", seed, 0, integer=True)
-        self.core_size, self.core_shape, self.core_shuffle, self.seed = tuple(size), core_shape, bool(core_shuffle), seed
-        self.schedule = dataclasses.replace(self.schedule, core_weight=float(core_weight), core_start=int(core_start))
+    def __init__(self, model: nn.Module, options: STEPOptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(model, options, **overrides)
+        o = self.options
+        self.core_size, self.core_shape, self.core_shuffle, self.seed = o.core_size, o.core_shape, o.core_shuffle, o.seed
+        self.schedule = dataclasses.replace(self.schedule, core_weight=float(o.core_weight), core_start=int(o.core_start))
 
     def make_core(self, frames: int, generator: MaskGenerator, areas: torch.Tensor,
                   device: torch.device) -> CoreLoss | None:

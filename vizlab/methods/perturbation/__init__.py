@@ -4,7 +4,8 @@ pyramid.py         perturbation pyramids (blur / fade) and their per-pixel inter
 mask_generator.py  TorchRay's smooth mask generator (parameters → smooth masks)
 objectives.py      rewards, the area regulariser, STEP's core (smoothness) term
 optimise.py        the batched SGD loop: samples × areas in one forward/backward per iteration
-method.py          the shared AttributionMethod (options, targets, result object)
+method.py          the shared AttributionMethod (targets, pyramid set-up, chunking, result object)
+options.py         the options as frozen dataclasses with per-method defaults, checked on creation
 scale.py           step / sigma / max_blur from the input size, and the too-coarse warning
 oracle.py          the optimality check against an oracle (object) mask
 """

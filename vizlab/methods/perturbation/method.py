@@ -3,58 +3,20 @@ forward for targets, pyramid and generator set-up, chunking, and the result obje
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from vizlab.errors import ConfigError, InputError
 from vizlab.methods.base import AttributionMethod, Explanation, Target, logits_of, resolve_target
-from vizlab.methods.perturbation.mask_generator import POOLINGS, MaskGenerator
-from vizlab.methods.perturbation.objectives import REWARDS, VARIANTS, CoreLoss
+from vizlab.methods.perturbation.mask_generator import MaskGenerator
+from vizlab.methods.perturbation.objectives import CoreLoss
 from vizlab.methods.perturbation.optimise import AreaMode, EarlyStopping, Objective, Schedule, optimise_masks
-from vizlab.methods.perturbation.pyramid import PERTURBATIONS, PerturbationPyramid, gaussian_blur
+from vizlab.methods.perturbation.options import ExtremalOptions
+from vizlab.methods.perturbation.pyramid import PerturbationPyramid, gaussian_blur
 from vizlab.methods.perturbation.scale import Scale, coarse_warning, original_scale, scale_for
-
-
-def check_areas(areas: float | Sequence[float]) -> tuple[float, ...]:
-    """One area or a non-empty list of areas, each strictly between 0 and 1."""
-    values = [areas] if isinstance(areas, (int, float)) else list(areas)
-    if not values:
-        raise ConfigError("areas must list at least one target area, e.g. areas=[0.1].")
-    for a in values:
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 < a < 1:
-            raise ConfigError(f"Every area must be a fraction strictly between 0 and 1 (e.g. 0.1 = 10% of the "
-                              f"input); got {a!r} in areas={values}.")
-    return tuple(float(a) for a in values)
-
-
-def check_choice(option: str, value: Any, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{option} must be one of {', '.join(choices)}; got {value!r}.")
-
-
-def check_number(option: str, value: Any, low: float | None = None, high: float | None = None,
-                 integer: bool = False, low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ConfigError unless value is a (integer) number within the given bounds."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok and integer:
-        ok = int(value) == value
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        bounds = []
-        if low is not None:
-            bounds.append(f"{'>' if low_open else '>='} {low}")
-        if high is not None:
-            bounds.append(f"{'<' if high_open else '<='} {high}")
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"{option} must be {kind}{' ' + ' and '.join(bounds) if bounds else ''}; got {value!r}.")
 
 
 class PerturbationMethod(AttributionMethod):
@@ -73,13 +35,12 @@ class PerturbationMethod(AttributionMethod):
 
     input_dims = 4
     area_mode: AreaMode = "global"
+    options_type: ClassVar[type[ExtremalOptions]] = ExtremalOptions  # the options and their defaults
     fused_generator = True  # False: TorchRay's step-by-step mask generation (bit-identical arithmetic, slower)
 
-    def __init__(self, model: nn.Module, *, areas: float | Sequence[float], variant: str, perturbation: str,
-                 reward: str, max_iter: int, num_levels: int, max_blur: float | None, step: int | None,
-                 sigma: float | None, pooling: str, jitter: bool, lr: float, momentum: float, dampening: float,
-                 area_weight: float, area_growth: float, reward_weight: float, area_warmup: int, smooth: float, early_stop: bool, patience: int,
-                 tol: float, strict_original: bool, progress: bool, batch_size: int | None) -> None:
+    def __init__(self, model: nn.Module, options: ExtremalOptions | None = None, /, **overrides: Any) -> None:
+        """`options`: an instance of the class's `options_type` (None: its defaults); keyword
+        `overrides` replace single fields (`ExtremalPerturbation(model, max_iter=100)`)."""
         super().__init__(model)
         info = getattr(model, "info", None)
         if info is not None and isinstance(getattr(info, "is_video", None), bool):
@@ -87,42 +48,19 @@ class PerturbationMethod(AttributionMethod):
                 want = "clips: use method=ep2d, ep3d or step" if info.is_video else "images: use method=extremal"
                 raise ConfigError(f"Method {self.name!r} does not fit model {getattr(info, 'name', '?')!r}, which "
                                   f"takes {want}.")
-        self.areas = check_areas(areas)
-        check_choice("variant", variant, VARIANTS)
-        check_choice("perturbation", perturbation, PERTURBATIONS)
-        check_choice("reward", reward, REWARDS)
-        check_choice("pooling", pooling, POOLINGS)
-        check_number("max_iter", max_iter, 1, integer=True)
-        check_number("num_levels", num_levels, 2, integer=True)
-        if max_blur is not None:
-            check_number("max_blur", max_blur, 0, low_open=True)
-        if step is not None:
-            check_number("step", step, 1, integer=True)
-        check_number("area_warmup", area_warmup, 0, integer=True)
-        if sigma is not None:
-            check_number("sigma", sigma, 0, low_open=True)
-        check_number("lr", lr, 0, low_open=True)
-        check_number("momentum", momentum, 0, 1, high_open=True)
-        check_number("dampening", dampening, 0, 1)
-        check_number("area_weight", area_weight, 0)
-        check_number("area_growth", area_growth, 0, low_open=True)
-        check_number("reward_weight", reward_weight, 0, low_open=True)
-        check_number("smooth", smooth, 0)
-        check_number("patience", patience, 1, integer=True)
-        check_number("tol", tol, 0)
-        if batch_size is not None:
-            check_number("batch_size", batch_size, 1, integer=True)
-        self.variant, self.perturbation, self.reward, self.pooling = variant, perturbation, reward, pooling
-        self.num_levels = int(num_levels)
-        self.max_blur = None if max_blur is None else float(max_blur)
-        self.step = None if step is None else int(step)
-        self.sigma = None if sigma is None else float(sigma)
-        self.jitter, self.smooth, self.strict_original = bool(jitter), float(smooth), bool(strict_original)
-        self.progress, self.batch_size = bool(progress), batch_size
-        self.early = EarlyStopping(bool(early_stop), int(patience), float(tol))
-        self.schedule = Schedule(int(max_iter), float(lr), float(momentum), float(dampening), float(area_weight),
-                                 float(area_growth), float(reward_weight),
-                                 area_warmup=0 if self.strict_original else min(int(area_warmup), int(max_iter) // 5))
+        self.options = o = self.options_type.make(options, **overrides)
+        self.areas = o.areas
+        self.variant, self.perturbation, self.reward, self.pooling = o.variant, o.perturbation, o.reward, o.pooling
+        self.num_levels = int(o.num_levels)
+        self.max_blur = None if o.max_blur is None else float(o.max_blur)
+        self.step = None if o.step is None else int(o.step)
+        self.sigma = None if o.sigma is None else float(o.sigma)
+        self.jitter, self.smooth, self.strict_original = bool(o.jitter), float(o.smooth), bool(o.strict_original)
+        self.progress, self.batch_size = bool(o.progress), o.batch_size
+        self.early = EarlyStopping(bool(o.early_stop), int(o.patience), float(o.tol))
+        self.schedule = Schedule(int(o.max_iter), float(o.lr), float(o.momentum), float(o.dampening),
+                                 float(o.area_weight), float(o.area_growth), float(o.reward_weight),
+                                 area_warmup=0 if self.strict_original else min(int(o.area_warmup), int(o.max_iter) // 5))
 
     # --- hooks for subclasses -----------------------------------------------------------------
     def sizes(self, height: int, width: int) -> Scale:
