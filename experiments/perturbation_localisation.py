@@ -1,6 +1,6 @@
 """Localisation of every method on vizlab's synthetic sets, and the extremal family against its oracle.
 
-For shapes (64², shapes_cnn) and motion clips (8 × 48², motion_cnn), per method: pointing (peak =
+For shapes (64², shapes_cnn) and motion clips (`--frames` × 48², default 8; motion_cnn), per method: pointing (peak =
 `max_set`, the centre of the maximal set, 3 px), mask IoU (saliency ≥ 0.5), energy on the object,
 object recall at area 0.1 (ties at random), and for the extremal family the objective reached vs the
 oracle's (`optimality_check`: mean objective of both, share of samples within 5 %). 3D-EP adds
@@ -9,6 +9,7 @@ recall over the frames it keeps. With `--figures DIR`, one optimised-vs-oracle f
 
 Run (a few minutes on 2 CPU cores at the defaults):
     .venv/bin/python experiments/perturbation_localisation.py --images 8 --clips 6 --video-iterations 300
+    .venv/bin/python experiments/perturbation_localisation.py --images 0 --clips 4 --frames 16 --methods gradcam,ep2d,step
 """
 
 from __future__ import annotations
@@ -37,18 +38,21 @@ def parse() -> argparse.Namespace:
     p.add_argument("--clips", type=int, default=6)
     p.add_argument("--image-iterations", type=int, default=None, help="image EP iterations (default: its 800)")
     p.add_argument("--video-iterations", type=int, default=300, help="2D/3D-EP and STEP iterations (seed: 2000)")
+    p.add_argument("--frames", type=int, default=8, help="frames per motion clip")
+    p.add_argument("--methods", default=None,
+                   help="comma-separated subset of gradcam, extremal, ep2d, ep3d, step (default: all)")
     p.add_argument("--figures", type=Path, default=None, help="folder for the optimised-vs-oracle figures")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args()
 
 
-def data(kind: str, n: int):
+def data(kind: str, n: int, frames: int = 8):
     if kind == "shapes":
         from vizlab.data.synthetic_shapes import SyntheticShapes
         model, ds = vizlab.load_model("shapes_cnn"), SyntheticShapes(n, seed=777)
     else:
         from vizlab.data.synthetic_motion import SyntheticMotion
-        model, ds = vizlab.load_model("motion_cnn"), SyntheticMotion(n, frames=8, seed=5)
+        model, ds = vizlab.load_model("motion_cnn"), SyntheticMotion(n, frames=frames, seed=5)
     batch = next(iter(DataLoader(ds, batch_size=n)))
     return model, batch["image"], model.normalize(batch["image"]), batch["label"], batch["mask"]
 
@@ -66,9 +70,13 @@ def main() -> None:
     warnings.simplefilter("ignore", UserWarning)
     print(f"load average {os.getloadavg()[0]:.2f} (the machine may be shared: timings are indicative)")
     rows = []
+    wanted = None if args.methods is None else set(args.methods.split(","))
     for kind, methods, n in (("shapes", ("gradcam", "extremal"), args.images),
                              ("motion", ("gradcam", "ep2d", "ep3d", "step"), args.clips)):
-        model, images, x, y, masks = data(kind, n)
+        methods = tuple(m for m in methods if wanted is None or m in wanted)
+        if n < 1 or not methods:  # --images 0 / --clips 0 skip a data set
+            continue
+        model, images, x, y, masks = data(kind, n, args.frames)
         for name in methods:
             options = {}
             if name in PERTURBATION:
@@ -79,7 +87,7 @@ def main() -> None:
             start = time.perf_counter()
             method = build(name, model, **options)
             info = method(x, y, return_info=True)
-            row = {"data": kind, "method": name, **scores(info.saliency, masks),
+            row = {"data": kind if kind == "shapes" else f"motion {args.frames}f", "method": name, **scores(info.saliency, masks),
                    "seconds": time.perf_counter() - start}
             if name == "ep3d":
                 kept = kept_frames(info.saliency, 0.5)

@@ -46,6 +46,24 @@ def test_all_ones_start_is_ranked_by_the_generator_ripple_and_the_warmup_is_not(
     assert spread[0] > 1e-2 and spread[1] < 1e-5, spread
 
 
+def test_softmax_pooling_cannot_regrow_a_region_at_its_edge():
+    """The second defect (open): with TorchRay's softmax pooling, ∂m/∂p_j = s_j·w_j·(1 + c·(w_j·p_j − m)),
+    negative wherever the mask m is above 1/c (c = 20) and w_j·p_j is low. So a parameter that fell to
+    0 next to (or under) a kept region gets a gradient that pushes it further down: "more mask here"
+    cannot regrow a region at its edge, the optimiser can only shrink what the first iterations kept,
+    and from the all-ones start it ends in a worse basin than the oracle's (test below)."""
+    for pooling, sign in (("softmax", -1), ("sum", 1)):
+        gen = MaskGenerator((64, 64), 2, 6.0, pooling=pooling)
+        params = torch.zeros(1, 1, *gen.shape_in)
+        c = gen.shape_in[0] // 2
+        params[..., c - 2:c + 3, c - 2:c + 3] = 1  # a kept region of 5 × 5 parameters
+        params.requires_grad_(True)
+        (grad,) = torch.autograd.grad(gen.generate(params)[1].sum(), params)
+        inside, neighbour, far = (float(grad[0, 0, c, c]), float(grad[0, 0, c, c + 3]), float(grad[0, 0, c, c + 8]))
+        assert inside > 0
+        assert sign * neighbour > 0 and sign * far > 0, (pooling, neighbour, far)
+
+
 def test_default_run_starts_with_the_relaxed_term_and_strict_original_does_not(tiny2d):
     x = torch.randn(1, 3, 24, 24)
     for strict, warm in ((False, 2), (True, 0)):
@@ -136,6 +154,35 @@ def test_optimality_check(request, monkeypatch, name, frames):
     report = optimality_check(method, x, y, masks)
     print(name, report.summary())
     assert report.fraction > 0.5, report.summary()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["extremal", "ep3d"])
+def test_the_oracle_basin_is_lower_than_where_the_all_ones_start_ends(request, monkeypatch, name):
+    """Why the optimality check fails: not the data. The same optimiser (same schedule, iterations and
+    objective) started at the oracle's parameters ends at a lower objective than started from all
+    ones on most samples, and still holds the object — a better optimum exists and the all-ones
+    start does not reach it (measured: extremal 24.8 vs 30.3 on 8/8 images, recall 0.93 vs 0.71;
+    ep3d 2.52 vs 2.99 on 6/6 clips, recall 0.99 vs 0.64)."""
+    from vizlab.methods.perturbation.optimise import optimise_masks
+    from vizlab.methods.perturbation.oracle import oracle_for
+
+    if name == "extremal":
+        model = synthetic_model(request, monkeypatch, "shapes_cnn")
+        x, y, masks = shapes(model, 8)
+        method = build(name, model, max_iter=300, area_growth=1.00937, lr=0.05, progress=False)
+    else:
+        model = synthetic_model(request, monkeypatch, "motion_cnn")
+        x, y, masks = motion(model, 6)
+        method = build(name, model, max_iter=300, progress=False)
+    report = optimality_check(method, x, y, masks)
+    objective, oracle_params, _ = oracle_for(method, x, y, masks)
+    from_oracle = optimise_masks(objective, init=oracle_params)
+    ends = objective.final(from_oracle.params).sum(-1)
+    lower = ends < report.optimised_objective.flatten()
+    assert lower.float().mean() >= 0.75, (ends, report.optimised_objective)
+    kept = from_oracle.masks.view(*masks.shape) if name == "ep3d" else from_oracle.masks[:, 0]
+    assert float(object_recall(kept, masks, 0.1).nanmean()) >= 0.85
 
 
 @pytest.mark.slow
