@@ -65,6 +65,17 @@ def test_recall_over_kept_frames():
     assert metric.compute().item() == 1.0
 
 
+def test_an_explanation_instead_of_its_saliency_is_named():
+    from vizlab.methods.base import Explanation
+
+    masks = torch.zeros(1, 10, 10, dtype=torch.bool)
+    info = Explanation(torch.rand(1, 10, 10), None, torch.tensor([0]), torch.zeros(1, 2), {})
+    with pytest.raises(InputError, match=r"Saliency must be a tensor .*got Explanation\. Pass `info\.saliency`"):
+        object_recall(info, masks, 0.1)
+    with pytest.raises(InputError, match="Object masks must be a tensor"):
+        object_recall(info.saliency, masks.numpy(), 0.1)
+
+
 def test_pointing_peak_options_on_a_plateau():
     masks = torch.zeros(1, 32, 32, dtype=torch.bool)
     masks[0, 16:24, 16:24] = True

@@ -36,6 +36,11 @@ def dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
 
 
 def _check(saliency: torch.Tensor, masks: torch.Tensor) -> None:
+    for what, value in (("Saliency", saliency), ("Object masks", masks)):
+        if not isinstance(value, torch.Tensor):
+            hint = " Pass `info.saliency` (vizlab.explain(..., return_info=True) returns an Explanation)." \
+                if hasattr(value, "saliency") else ""
+            raise InputError(f"{what} must be a tensor (N, H, W) or (N, T, H, W); got {type(value).__name__}.{hint}")
     if saliency.shape != masks.shape:
         raise InputError(f"Saliency {tuple(saliency.shape)} and mask {tuple(masks.shape)} shapes differ; "
                          "masks must be at input resolution, one per sample.")
