@@ -253,3 +253,50 @@ def test_oracle_masks_sit_on_the_object_and_the_figure_shows_both(tiny2d):
     assert picture.dtype.name == "uint8" and picture.shape == (2 * 22 + 96, 2 * 96 + 4, 3)
     with pytest.raises(vizlab.errors.InputError, match="do not match the input"):
         optimality_check(method, x, None, objects[:, :16], info=info)
+
+
+# ----------------------------------------------------------------------------- the explain loop
+def test_explain_loop_oracle_check_writes_both_objectives_and_the_figure(tmp_path, request, monkeypatch):
+    """task.oracle_check=true from the command line: per sample the optimised and the oracle objective
+    (equal to the Python check on the same images), the verdict, the optimised-vs-oracle figure and the
+    share in the summary; a method without an objective and data without masks fail with one line."""
+    import json
+
+    import numpy as np
+    from conftest import PYTHON, run_cli
+    from PIL import Image
+
+    model = synthetic_model(request, monkeypatch, "shapes_cnn")
+    args = ["model=shapes_cnn", "dataset=synthetic_shapes", "dataset.num_samples=2", "method=extremal",
+            "method.max_iter=20", "method.progress=false", "task.oracle_check=true", "logger=none", "metric=none"]
+    proc = run_cli(PYTHON, "run.py", *args, f"paths.output_root={tmp_path / 'ok'}", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "oracle_fraction" in proc.stdout
+    (path,) = (tmp_path / "ok").rglob("results.json")
+    results = json.loads(path.read_text())
+    samples = results["samples"]
+    from vizlab.data.synthetic_shapes import SyntheticShapes
+
+    batch = next(iter(DataLoader(SyntheticShapes(2, seed=1234), batch_size=2)))  # conf/dataset/synthetic_shapes.yaml
+    x, masks = model.normalize(batch["image"]), batch["mask"]
+    method = build("extremal", model, max_iter=20, progress=False)
+    report = optimality_check(method, x, torch.tensor([s["target"] for s in samples]), masks)
+    mine = [s["details"]["optimised_objective"][0] for s in samples]
+    oracle = [s["details"]["oracle_objective"][0] for s in samples]
+    assert np.allclose(mine, report.optimised_objective[:, 0].tolist(), rtol=1e-3)
+    assert np.allclose(oracle, report.oracle_objective[:, 0].tolist(), rtol=1e-3)
+    passed = [s["details"]["as_good_as_oracle"][0] for s in samples]
+    assert passed == report.passed[:, 0].tolist()
+    assert results["summary"]["oracle_fraction"] == pytest.approx(sum(passed) / 2)
+    figure = path.parent / samples[0]["figures"]["oracle"]
+    width, height = Image.open(figure).size
+    assert width > 2 * 3 * 64 and height > 3 * 64  # two panels at 3× with caption bars
+    common = ["task.oracle_check=true", "logger=none", "metric=none"]
+    for bad, message in ((["model=shapes_cnn", "dataset=synthetic_shapes", "method=gradcam"],
+                          "method=gradcam has no such objective. Use method=extremal"),
+                         (["model=efficientnet_lite0", "dataset=samples", "method=extremal"],
+                          "dataset=samples has none")):
+        out = tmp_path / "bad"
+        proc = run_cli(PYTHON, "run.py", *common, *bad, f"paths.output_root={out}", timeout=300)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr and not [p for p in out.rglob("*") if p.is_file()]

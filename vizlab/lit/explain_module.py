@@ -45,8 +45,9 @@ class ExplainModule(pl.LightningModule):
 
     def __init__(self, model: ZooModel, method: AttributionMethod, method_name: str,
                  metrics: dict[str, Metric] | None = None, target: Any = None,
-                 writer: SampleWriter | None = None, out_dir: Path | None = None) -> None:
+                 writer: SampleWriter | None = None, out_dir: Path | None = None, oracle_check: bool = False) -> None:
         super().__init__()
+        self.oracle_check = oracle_check  # extremal family on data with object masks: task.oracle_check
         self.model = model
         self.method = method
         self.method_name = method_name
@@ -77,12 +78,17 @@ class ExplainModule(pl.LightningModule):
         scores: dict[str, torch.Tensor] = {}
         for metric in self.metrics.values():
             scores.update(metric.evaluate_batch(x, info.saliency, info.target, batch.get("mask")))
+        report = None
+        if self.oracle_check:
+            from vizlab.methods.perturbation.oracle import optimality_check
+
+            report = optimality_check(self.method, x, info.target, batch["mask"], info=info)
         probs = info.logits.float().softmax(1)
         for i in range(x.shape[0]):
-            self.records.append(self.sample_record(batch, i, info, probs, scores, elapsed / x.shape[0], images))
+            self.records.append(self.sample_record(batch, i, info, probs, scores, elapsed / x.shape[0], images, report))
         self.curves.add(self.method.curves(info))
 
-    def sample_record(self, batch, i, info, probs, scores, seconds, images) -> dict[str, Any]:
+    def sample_record(self, batch, i, info, probs, scores, seconds, images, report=None) -> dict[str, Any]:
         model = self.model
         t, pred = int(info.target[i]), int(probs[i].argmax())
         record = {
@@ -92,6 +98,10 @@ class ExplainModule(pl.LightningModule):
             "seconds": seconds, "metrics": {k: float(v[i]) for k, v in scores.items()}, "files": [],
         }
         details = self.method.sample_details(info, i)
+        if report is not None:  # per area: the objective of the optimised and of the oracle mask
+            details = {**details, "optimised_objective": report.optimised_objective[i].tolist(),
+                       "oracle_objective": report.oracle_objective[i].tolist(),
+                       "as_good_as_oracle": report.passed[i].tolist() if bool(report.valid[i].all()) else None}
         if details:
             record["details"] = details
         stem = record["name"]
@@ -103,6 +113,12 @@ class ExplainModule(pl.LightningModule):
             record["files"] = self.writer.write(record["index"], stem, images[i], info.saliency[i],
                                                 info.raw[i], caption)
             drawn = self.method.sample_figures(info, i, images[i]) if self.writer.save_overlays else {}
+            if report is not None and self.writer.save_overlays and bool(report.valid[i].all()):
+                from vizlab.methods.perturbation.oracle import oracle_figure
+
+                for a in range(report.passed.shape[1]):  # the optimised mask next to the oracle's, per area
+                    key = "oracle" if report.passed.shape[1] == 1 else f"oracle_area{a}"
+                    drawn[key] = oracle_figure(images[i].detach().cpu(), report, info.extras["masks"], index=i, area=a)
             figures = self.writer.write_figures(record["index"], stem, drawn)
             if figures:
                 record["figures"] = figures

@@ -108,6 +108,32 @@ def skipped_samples(dataset: torch.utils.data.Dataset, samples: list[dict[str, A
     return [{"index": i, "name": sample_name(dataset, i)} for i in range(len(dataset)) if i not in done]
 
 
+def check_oracle_option(value: Any, method: Any, name: str) -> bool:
+    """task.oracle_check: a bool, and only for the extremal family (which has an objective to compare)."""
+    from vizlab.methods.perturbation.method import PerturbationMethod
+
+    if not isinstance(value, bool):
+        raise ConfigError(f"task.oracle_check must be true or false; got {value!r}.")
+    if value and not isinstance(method, PerturbationMethod):
+        raise ConfigError(f"task.oracle_check=true compares an extremal-perturbation mask with the oracle mask; "
+                          f"method={name} has no such objective. Use method=extremal, ep2d, ep3d or step.")
+    return value
+
+
+def oracle_summary(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """oracle_fraction: the share of (sample, area) masks whose objective is within tolerance of the
+    oracle's or better (samples without an object are left out); the mean of both objectives."""
+    passed = [p for s in samples for p in (s.get("details", {}).get("as_good_as_oracle") or [])]
+    mine = [v for s in samples if s.get("details", {}).get("as_good_as_oracle") is not None
+            for v in s["details"]["optimised_objective"]]
+    oracle = [v for s in samples if s.get("details", {}).get("as_good_as_oracle") is not None
+              for v in s["details"]["oracle_objective"]]
+    if not passed:
+        return {}
+    return {"oracle_fraction": sum(passed) / len(passed), "optimised_objective": sum(mine) / len(mine),
+            "oracle_objective": sum(oracle) / len(oracle)}
+
+
 def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run task=explain with config `cfg`, writing into `out_dir`. Returns the results dict."""
     digest = config_hash(cfg)
@@ -127,6 +153,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                        device=device if cfg.hardware.get("devices", 1) == 1 else "cpu")
     options = method_options(cfg.method)
     method = build(cfg.method.name, model, **options)
+    oracle_check = check_oracle_option(task.get("oracle_check", False), method, cfg.method.name)
     target = task.get("target")
     target = list(target) if OmegaConf.is_list(target) else target
     check_target(target, model)
@@ -136,6 +163,9 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if task.get("max_samples") is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(task.max_samples, len(dataset))))
     has_masks = len(dataset) > 0 and "mask" in dataset[0]
+    if oracle_check and not has_masks:
+        raise ConfigError(f"task.oracle_check=true needs object masks, and dataset={cfg.dataset.name} has none: use "
+                          "dataset=synthetic_shapes (images) or dataset=synthetic_motion (clips), or drop the option.")
     metric_cfg = OmegaConf.to_container(cfg.metric, resolve=True) if cfg.get("metric") else {}
     metrics = build_metrics(metric_cfg, model, has_masks)
 
@@ -146,7 +176,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     writer = SampleWriter(stage, task.save_overlays, task.save_maps, task.get("overlay_power", 0.8))
     run_name = f"{cfg.method.name}-{cfg.model.name}-{cfg.dataset.name}"
     loggers = build_loggers(cfg.logger, out_dir, run_name, OmegaConf.to_container(cfg, resolve=True)) if rank == 0 else []
-    module = ExplainModule(model, method, cfg.method.name, metrics, target, writer, stage)
+    module = ExplainModule(model, method, cfg.method.name, metrics, target, writer, stage, oracle_check=oracle_check)
     data = ExplainDataModule(dataset, task.batch_size, task.get("num_workers", 0))
     fast_mode = FastModeCallback(fast)
     start = time.perf_counter()
@@ -182,7 +212,7 @@ def run_explain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "metrics_config": metric_protocols(metrics),
         "summary": {"num_samples": len(samples), "seconds_total": records["seconds_total"],
                     "seconds_per_sample": records["seconds_total"] / max(1, len(samples)),
-                    "wall_seconds": wall, **records["metrics"]},
+                    "wall_seconds": wall, **records["metrics"], **(oracle_summary(samples) if oracle_check else {})},
         "samples": samples,
     }
     if curves:
