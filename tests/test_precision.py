@@ -3,7 +3,6 @@ maps and scores within stated tolerances, every method runs under it, compile fa
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import pytest
@@ -15,7 +14,7 @@ import vizlab
 from vizlab.errors import ConfigError
 from vizlab.fast_mode import FastMode, accelerate, accelerated, pearson, restore, status
 from vizlab.methods.hooks import capture_layer
-from vizlab.methods.registry import REGISTRY
+from vizlab.methods.registry import REGISTRY, method_parameters
 from vizlab.metrics import DeletionInsertion
 
 # Tolerances (Pearson r of each map with its float32 map, worst sample). Measured on shapes_cnn /
@@ -28,7 +27,7 @@ QUICK = {"max_iter": 3, "steps": 6, "n_samples": 3, "progress": False, "core_sta
 
 def quick_options(cls) -> dict:
     """Small iteration / step counts for whichever of these options the method takes."""
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = method_parameters(cls.name)  # the options dataclass's fields for the extremal family
     return {k: v for k, v in QUICK.items() if k in accepted}
 
 
