@@ -129,6 +129,18 @@ def test_warmup_fixes_the_start_on_shapes(request, monkeypatch):
     assert fixed > original + 0.1, (fixed, original)
 
 
+def optimality_setup(request, monkeypatch, name: str, frames: int = 8):
+    """(method, x, y, object masks) of the optimality tests: image EP on 8 shapes images at 300
+    iterations (λ schedule compressed to the default end weight), the video methods on 6 motion clips."""
+    if name == "extremal":
+        model = synthetic_model(request, monkeypatch, "shapes_cnn")
+        x, y, masks = shapes(model, 8)
+        return build(name, model, max_iter=300, area_growth=1.00937, lr=0.05, progress=False), x, y, masks
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
+    x, y, masks = motion(model, 6, frames)
+    return build(name, model, max_iter=300, progress=False), x, y, masks
+
+
 OPEN = "open defect (issue 17), measured 2026-12-02: "
 
 
@@ -143,14 +155,7 @@ OPEN = "open defect (issue 17), measured 2026-12-02: "
 def test_optimality_check(request, monkeypatch, name, frames):
     """The optimised mask's objective vs the oracle's (the object, sized to the area, projected on
     the generator) at reduced iterations; the fraction of samples within 5 % must be most (> 0.5)."""
-    if name == "extremal":
-        model = synthetic_model(request, monkeypatch, "shapes_cnn")
-        x, y, masks = shapes(model, 8)
-        method = build(name, model, max_iter=300, area_growth=1.00937, lr=0.05, progress=False)
-    else:
-        model = synthetic_model(request, monkeypatch, "motion_cnn")
-        x, y, masks = motion(model, 6, frames)
-        method = build(name, model, max_iter=300, progress=False)
+    method, x, y, masks = optimality_setup(request, monkeypatch, name, frames)
     report = optimality_check(method, x, y, masks)
     print(name, report.summary())
     assert report.fraction > 0.5, report.summary()
@@ -165,19 +170,11 @@ def test_the_oracle_basin_is_lower_than_where_the_all_ones_start_ends(request, m
     start does not reach it (measured: extremal 24.8 vs 30.3 on 8/8 images, recall 0.93 vs 0.71;
     ep3d 2.52 vs 2.99 on 6/6 clips, recall 0.99 vs 0.64)."""
     from vizlab.methods.perturbation.optimise import optimise_masks
-    from vizlab.methods.perturbation.oracle import oracle_for
 
-    if name == "extremal":
-        model = synthetic_model(request, monkeypatch, "shapes_cnn")
-        x, y, masks = shapes(model, 8)
-        method = build(name, model, max_iter=300, area_growth=1.00937, lr=0.05, progress=False)
-    else:
-        model = synthetic_model(request, monkeypatch, "motion_cnn")
-        x, y, masks = motion(model, 6)
-        method = build(name, model, max_iter=300, progress=False)
+    method, x, y, masks = optimality_setup(request, monkeypatch, name)
     report = optimality_check(method, x, y, masks)
-    objective, oracle_params, _ = oracle_for(method, x, y, masks)
-    from_oracle = optimise_masks(objective, init=oracle_params)
+    objective = method.objective(x, y)
+    from_oracle = optimise_masks(objective, init=report.oracle_params.reshape(-1, 1, *objective.generator.shape_in))
     ends = objective.final(from_oracle.params).sum(-1)
     lower = ends < report.optimised_objective.flatten()
     assert lower.float().mean() >= 0.75, (ends, report.optimised_objective)

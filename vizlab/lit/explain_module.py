@@ -98,10 +98,11 @@ class ExplainModule(pl.LightningModule):
             "seconds": seconds, "metrics": {k: float(v[i]) for k, v in scores.items()}, "files": [],
         }
         details = self.method.sample_details(info, i)
+        has_object = report is not None and bool(report.valid[i].all())
         if report is not None:  # per area: the objective of the optimised and of the oracle mask
             details = {**details, "optimised_objective": report.optimised_objective[i].tolist(),
                        "oracle_objective": report.oracle_objective[i].tolist(),
-                       "as_good_as_oracle": report.passed[i].tolist() if bool(report.valid[i].all()) else None}
+                       "as_good_as_oracle": report.passed[i].tolist() if has_object else None}
         if details:
             record["details"] = details
         stem = record["name"]
@@ -113,7 +114,7 @@ class ExplainModule(pl.LightningModule):
             record["files"] = self.writer.write(record["index"], stem, images[i], info.saliency[i],
                                                 info.raw[i], caption)
             drawn = self.method.sample_figures(info, i, images[i]) if self.writer.save_overlays else {}
-            if report is not None and self.writer.save_overlays and bool(report.valid[i].all()):
+            if has_object and self.writer.save_overlays:
                 from vizlab.methods.perturbation.oracle import oracle_figure
 
                 for a in range(report.passed.shape[1]):  # the optimised mask next to the oracle's, per area

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vizlab.errors import ConfigError, unknown_choice
-from vizlab.validation import check_fields, check_signature
+from vizlab.validation import check_signature
 
 if TYPE_CHECKING:  # pragma: no cover
     from vizlab.methods.base import AttributionMethod
@@ -59,13 +59,20 @@ def sweep_methods(kind: str = "image", families: Iterable[str] = ()) -> list[str
             if cls.any_model and cls.input_dims in (None, INPUT_KINDS[kind]) and (not families or cls.family in families)]
 
 
+def options_dataclass(cls: type) -> type | None:
+    """The frozen options dataclass a method class takes (its `options_type`: the extremal family),
+    or None for methods whose options are their __init__'s keyword parameters."""
+    options_type = getattr(cls, "options_type", None)
+    return options_type if options_type is not None and dataclasses.is_dataclass(options_type) else None
+
+
 def method_parameters(name: str) -> dict[str, Any]:
-    """The keyword options of method `name` with their defaults: the fields of its `options_type`
-    dataclass where it has one (the extremal family), else its __init__'s keyword parameters."""
+    """The keyword options of method `name` with their defaults: the fields of its options
+    dataclass where it has one, else its __init__'s keyword parameters."""
     if name not in REGISTRY:
         raise unknown_choice("method", name, REGISTRY)
-    options_type = getattr(REGISTRY[name], "options_type", None)
-    if options_type is not None and dataclasses.is_dataclass(options_type):
+    options_type = options_dataclass(REGISTRY[name])
+    if options_type is not None:
         return {f.name: f.default for f in dataclasses.fields(options_type)}
     sig = inspect.signature(REGISTRY[name].__init__)
     return {k: p.default for k, p in sig.parameters.items() if k not in ("self", "model")}
@@ -73,14 +80,12 @@ def method_parameters(name: str) -> dict[str, Any]:
 
 def build(name: str, model: Any, **options: Any) -> AttributionMethod:
     """Instantiate method `name` for `model`; unknown options, and options of the wrong type (checked
-    against the type hints of the method's __init__), raise a ConfigError naming them."""
+    against the type hints of the method's __init__, or by its options dataclass when it is made),
+    raise a ConfigError naming them."""
     valid = method_parameters(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ConfigError(f"Method {name!r} has no option(s) {unknown}. Valid options: {sorted(valid)}.")
-    options_type = getattr(REGISTRY[name], "options_type", None)
-    if options_type is not None and dataclasses.is_dataclass(options_type):
-        check_fields("method", options_type, options)
-    else:
+    if options_dataclass(REGISTRY[name]) is None:  # an options dataclass checks its fields in __post_init__
         check_signature("method", REGISTRY[name].__init__, options, skip=LAYER_OPTIONS)
     return REGISTRY[name](model, **options)

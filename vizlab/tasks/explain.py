@@ -123,11 +123,10 @@ def check_oracle_option(value: Any, method: Any, name: str) -> bool:
 def oracle_summary(samples: list[dict[str, Any]]) -> dict[str, float]:
     """oracle_fraction: the share of (sample, area) masks whose objective is within tolerance of the
     oracle's or better (samples without an object are left out); the mean of both objectives."""
-    passed = [p for s in samples for p in (s.get("details", {}).get("as_good_as_oracle") or [])]
-    mine = [v for s in samples if s.get("details", {}).get("as_good_as_oracle") is not None
-            for v in s["details"]["optimised_objective"]]
-    oracle = [v for s in samples if s.get("details", {}).get("as_good_as_oracle") is not None
-              for v in s["details"]["oracle_objective"]]
+    checked = [s["details"] for s in samples if s.get("details", {}).get("as_good_as_oracle") is not None]
+    passed = [p for d in checked for p in d["as_good_as_oracle"]]
+    mine = [v for d in checked for v in d["optimised_objective"]]
+    oracle = [v for d in checked for v in d["oracle_objective"]]
     if not passed:
         return {}
     return {"oracle_fraction": sum(passed) / len(passed), "optimised_objective": sum(mine) / len(mine),

@@ -107,19 +107,15 @@ class ExtremalOptions:
         check_number("batch_size", self.batch_size, 1, integer=True, optional=True)
 
     @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        """Every option with its default, in field order."""
-        return {f.name: f.default for f in dataclasses.fields(cls)}
-
-    @classmethod
     def make(cls: type[OptionsT], options: ExtremalOptions | None = None, **overrides: Any) -> OptionsT:
         """`options` (an instance of this class, or None for the defaults) with `overrides` replaced;
         unknown override names raise a ConfigError listing the valid ones."""
         if options is not None and not isinstance(options, cls):
             raise ConfigError(f"options must be a {cls.__name__}; got {type(options).__name__}.")
-        unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(cls)})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(overrides) - names)
         if unknown:
-            raise ConfigError(f"{cls.__name__} has no option(s) {unknown}. Valid options: {sorted(cls.defaults())}.")
+            raise ConfigError(f"{cls.__name__} has no option(s) {unknown}. Valid options: {sorted(names)}.")
         return cls(**overrides) if options is None else dataclasses.replace(options, **overrides)
 
 
