@@ -83,14 +83,19 @@ def test_sweep_over_methods(tmp_path):
     assert methods == {"cam", "gradcam"}
 
 
-def test_list_commands():
+def test_list_commands(capsys):
+    """The console script once (a subprocess costs ~6 s of imports), then the other listings in-process."""
+    from vizlab.cli import main
+
     proc = run_cli("vizlab", "layers", "efficientnet_lite0", "blocks.6")
     assert proc.returncode == 0 and "blocks.6.0.conv_pw" in proc.stdout.split()
     assert "random weights" not in proc.stderr  # the model ships its weights; a layer list needs none
-    proc = run_cli("vizlab", "models")
-    assert "efficientnet_lite0" in proc.stdout and "r2plus1d_18" in proc.stdout
-    proc = run_cli("vizlab", "methods")
-    assert "integrated_gradients" in proc.stdout and "steps=25" in proc.stdout
+    main(["models"])
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "r2plus1d_18" in out
+    main(["methods"])
+    out = capsys.readouterr().out
+    assert "integrated_gradients" in out and "steps=25" in out
 
 
 def _corrupt_image(tmp_path: Path) -> Path:

@@ -25,7 +25,14 @@ _unstarted: tuple[Path, str, set[str] | None, Path | None] | None = None
 def _on_sigint(signum: int, frame: FrameType | None) -> None:
     global _interrupted
     _interrupted = True
+    sys.unraisablehook = _drop_unraisable
     raise KeyboardInterrupt
+
+
+def _drop_unraisable(unraisable: object) -> None:
+    """After Ctrl-C, objects whose `__init__` the interrupt cut short (imageio's Pillow reader, say)
+    fail in their `__del__`; Python would print that as a traceback ("Exception ignored in ...")
+    after vizlab's one line. It is a consequence of the interrupt, not news, so it is dropped."""
 
 
 def install() -> None:
