@@ -497,7 +497,7 @@ def test_points_at_the_moving_object_in_space_time(request, monkeypatch):
 
 
 # --- the explain loop ------------------------------------------------------------------------------------------
-def test_explain_loop_runs_l2caf_with_top_k_targets(tmp_path):
+def test_explain_loop_runs_l2caf_with_top_k_targets(tmp_path, request, monkeypatch):
     """CLI end to end with W&B: task.target=top2 gives 2 records and file sets per image (named by the target),
     the raw filter at layer resolution, details, the filter and loss figures and the mean loss curve, in
     results.json and in the offline W&B run (read back). A bad option fails with one line."""
@@ -505,6 +505,7 @@ def test_explain_loop_runs_l2caf_with_top_k_targets(tmp_path):
 
     from vizlab.loggers import read_offline_run
 
+    synthetic_model(request, monkeypatch, "shapes_cnn")  # the subprocess reads VIZLAB_CACHE from here
     proc = run_cli(PYTHON, "run.py", "model=shapes_cnn", "dataset=synthetic_shapes", "dataset.num_samples=3",
                    "method=l2caf", "method.max_iter=60", "method.progress=false", "task.target=top2",
                    "metric=[pointing_game]", "metric.pointing_game.tolerance=3", "logger=wandb", "task.save_maps=true",
