@@ -6,7 +6,9 @@ ripple of period `step` (±0.3 %) and a bump along the image border. The sorted 
 mask values, so at t = 0 its "keep" set is that ripple's top, mostly the border band, not the
 evidence; its push (12× the model term's at t = 0 on shapes_cnn) then seeds the blob layout. The
 relaxed warm-up (`area_warmup`, mean-only area term) pushes every value alike, so the model term
-decides the ranking before the sorted term takes over.
+decides the ranking before the sorted term takes over. A second defect: a short warm-up (100
+iterations) handed over while the mask was still about half the input, its model term saturated,
+so the ranking the sorted term kept was not the evidence's; the warm-up now lasts half the run.
 """
 
 from __future__ import annotations
@@ -36,14 +38,21 @@ def test_all_ones_start_is_ranked_by_the_generator_ripple_and_the_warmup_is_not(
     rows, cols = top // 64, top % 64
     on_border = ((rows < 6) | (rows >= 58) | (cols < 6) | (cols >= 58)).float().mean()
     assert on_border > 0.6, on_border  # the 6-px border band is 34 % of the image, 73 % of the initial top set
-    zeros = torch.tensor([full.numel() - round(area * 64 * 64)])
-    (sorted_grad,) = torch.autograd.grad(area_loss(full.view(1, 1, -1), zeros)[0], ones)
-    _, full2 = gen.generate(ones)
-    share = 1 - zeros.float() / full2.numel()
-    (relaxed_grad,) = torch.autograd.grad(((full2.mean() - share) ** 2)[0], ones)
-    r = gen.radius + 2
-    spread = [float(g[0, 0, r:-r, r:-r].std() / g[0, 0, r:-r, r:-r].mean()) for g in (sorted_grad, relaxed_grad)]
-    assert spread[0] > 1e-2 and spread[1] < 1e-5, spread
+    # what each term asks of the full-mask values (ties and float rounding, which differ between
+    # CPUs, may move single values in or out of the top set; the properties below do not depend on it)
+    leaf = full.detach().requires_grad_(True)
+    zeros = torch.tensor([leaf.numel() - round(area * 64 * 64)])
+    (sorted_grad,) = torch.autograd.grad(area_loss(leaf.view(1, 1, -1), zeros)[0], leaf)
+    share = 1 - zeros.float() / leaf.numel()
+    (relaxed_grad,) = torch.autograd.grad(((leaf.mean() - share) ** 2)[0], leaf)
+    up = sorted_grad.flatten() < 0
+    values = leaf.detach().flatten()
+    # the sorted term raises exactly its top set (the ripple's top) and lowers every other value: a ranking
+    assert int(up.sum()) == leaf.numel() - int(zeros)
+    assert float(values[up].min()) >= float(values[~up].max())
+    # the relaxed term lowers every value alike
+    assert torch.allclose(relaxed_grad, relaxed_grad.flatten()[0].expand_as(relaxed_grad), rtol=1e-6, atol=0)
+    assert float(relaxed_grad.flatten()[0]) > 0
 
 
 def test_softmax_pooling_cannot_regrow_a_region_at_its_edge():
@@ -66,10 +75,10 @@ def test_softmax_pooling_cannot_regrow_a_region_at_its_edge():
 
 def test_default_run_starts_with_the_relaxed_term_and_strict_original_does_not(tiny2d):
     x = torch.randn(1, 3, 24, 24)
-    for strict, warm in ((False, 2), (True, 0)):
-        method = build("extremal", tiny2d, max_iter=10, area_warmup=5, strict_original=strict, step=2, sigma=3.0,
+    for strict, warmup, warm in ((False, None, 5), (False, 3, 3), (False, 50, 10), (True, None, 0)):
+        method = build("extremal", tiny2d, max_iter=10, area_warmup=warmup, strict_original=strict, step=2, sigma=3.0,
                        max_blur=5.0, progress=False)
-        assert method.schedule.area_warmup == warm  # capped at max_iter // 5; strict: the originals' (none)
+        assert method.schedule.area_warmup == warm  # null: half the run; at most max_iter; strict: none
         info = method(x, 1, return_info=True)
         objective = method.objective(x, info.target)
         params = torch.ones(objective.rows, 1, *objective.generator.shape_in)
@@ -129,6 +138,24 @@ def test_warmup_fixes_the_start_on_shapes(request, monkeypatch):
     assert fixed > original + 0.1, (fixed, original)
 
 
+@pytest.mark.slow
+def test_a_warmup_that_lasts_until_the_mask_has_shrunk_ranks_the_evidence(request, monkeypatch):
+    """The second defect: a warm-up of min(100, max_iter // 5) iterations hands over to the sorted term
+    while the mask is still about half the clip (full-mask mean 0.43 at 2D-EP's 60th of 300
+    iterations) and its model term saturated; the sorted term then keeps that ranking. The default
+    warm-up (half the run) hands over once the mask is near its area. 2D-EP, 6 motion clips, 300
+    iterations (measured: object recall 0.706 vs 0.601)."""
+    model = synthetic_model(request, monkeypatch, "motion_cnn")
+    x, y, masks = motion(model, 6)
+    method = build("ep2d", model, max_iter=300, progress=False)
+    assert method.schedule.area_warmup == 150
+    fixed = float(object_recall(method(x, y), masks, 0.1).mean())
+    early = float(object_recall(build("ep2d", model, max_iter=300, area_warmup=60, progress=False)(x, y), masks,
+                                0.1).mean())
+    print(f"ep2d recall, warm-up 150: {fixed:.3f}, warm-up 60: {early:.3f}")
+    assert fixed > early + 0.05, (fixed, early)
+
+
 def optimality_setup(request, monkeypatch, name: str, frames: int = 8):
     """(method, x, y, object masks) of the optimality tests: image EP on 8 shapes images at 300
     iterations (λ schedule compressed to the default end weight), the video methods on 6 motion clips."""
@@ -146,10 +173,10 @@ OPEN = "open defect (issue 17), measured 2026-12-02: "
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "frames"), [
-    pytest.param("extremal", 1, marks=pytest.mark.xfail(strict=True, reason=OPEN + "1/8 images within 5 % of the "
-                                                        "oracle (objective 31.3 vs 26.8: the area term is worse)")),
-    pytest.param("ep3d", 8, marks=pytest.mark.xfail(strict=True, reason=OPEN + "1/6 clips (optimised image area "
-                                                    "above the target: λ 300 constant against ρ 100)")),
+    pytest.param("extremal", 1, marks=pytest.mark.xfail(strict=True, reason=OPEN + "4/8 images within 5 % of the "
+                                                        "oracle at 300 iterations (objective 29.0 vs 27.4)")),
+    pytest.param("ep3d", 8, marks=pytest.mark.xfail(strict=True, reason=OPEN + "1/6 clips at 300 iterations (3.03 "
+                                                    "vs 3.91; the mask has not shrunk to its area yet)")),
     ("step", 8),  # passes, but weakly: the object-shaped oracle pays STEP's core term (80.6 vs 10.1)
 ])
 def test_optimality_check(request, monkeypatch, name, frames):
@@ -196,8 +223,8 @@ def test_image_ep_reaches_gradcam_object_recall_on_shapes(request, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [
-    pytest.param("ep2d", marks=pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.62 vs Grad-CAM 0.68")),
-    pytest.param("step", marks=pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.56 vs Grad-CAM 0.68")),
+    "ep2d",  # 0.706 vs Grad-CAM 0.693 (0.60 with the 60-iteration warm-up before the fix)
+    pytest.param("step", marks=pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.49 vs Grad-CAM 0.69")),
 ])
 def test_video_ep_reaches_gradcam_object_recall_on_motion(request, monkeypatch, name):
     """2D-EP / STEP on 6 motion clips (8 × 48²), defaults but 300 iterations: object recall at the
@@ -211,10 +238,10 @@ def test_video_ep_reaches_gradcam_object_recall_on_motion(request, monkeypatch, 
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.64 over all frames, 0.67 over kept frames vs Grad-CAM 0.68")
 def test_3d_ep_recall_over_all_and_kept_frames(request, monkeypatch):
     """3D-EP keeps one area for the whole clip, so it may keep few frames: recall over all frames and
-    over the frames it keeps (mask max >= 0.5); on the kept frames it must reach Grad-CAM's recall."""
+    over the frames it keeps (mask max >= 0.5); on the kept frames it must reach Grad-CAM's recall
+    (measured: 0.70 over all frames, 0.73 over the kept 96 % of the frames, Grad-CAM 0.69)."""
     model = synthetic_model(request, monkeypatch, "motion_cnn")
     x, y, masks = motion(model, 6)
     saliency = build("ep3d", model, max_iter=300, progress=False)(x, y)

@@ -34,7 +34,7 @@ class ExtremalPerturbation(PerturbationMethod):
     variant: preserve | delete | dual. perturbation: blur (σ_max = max_blur px) | fade.
     reward: simple (target logit) | contrastive (target − best other logit) | log (log-probability).
     max_iter 800 · num_levels 8 · step / sigma / max_blur null = sized from the input (scale.scale_for:
-    TorchRay's 7 / 21 / 20 at 224 px) · area_warmup 100 · pooling softmax · jitter True ·
+    TorchRay's 7 / 21 / 20 at 224 px) · area_warmup null (= max_iter // 2) · pooling softmax · jitter True ·
     lr 0.01 · momentum 0.9 · dampening 0.9 · area_weight 300 · area_growth 1.0035 · reward_weight 1.
     smooth: Gaussian smoothing of the result with σ = smooth·min(H, W) (TorchRay's, default 0).
     early_stop / patience / tol: per-mask early stopping (off by default).
@@ -46,8 +46,8 @@ class ExtremalPerturbation(PerturbationMethod):
     summary = ("the smooth mask of each target area a that keeps the class when only it is left sharp (preserve; "
                "also delete, dual), optimised for all images × areas in one batch")
     defaults_note = ("TorchRay's: 800 iterations, λ = 300·1.0035^t, simple reward, blur; step / σ / max blur sized "
-                     "from the input (7 / 21 / 20 at 224 px); `area_warmup` 100 iterations of a mean-only area term "
-                     "(the fix of issue 17; `strict_original=true` for TorchRay's exact masks)")
+                     "from the input (7 / 21 / 20 at 224 px); a mean-only area term for the first half of the run (`area_warmup`, "
+                     "the fix of issue 17; `strict_original=true` for TorchRay's exact masks)")
     input_dims = 4
     area_mode = "global"
     options_type = ExtremalOptions

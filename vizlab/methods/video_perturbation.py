@@ -64,13 +64,14 @@ class EP2D(_VideoPerturbation):
 
     Defaults: areas [0.1], preserve, blur, reward log (ρ = 100), 2000 iterations, lr 0.05,
     momentum = dampening = 0.9, λ = 300 constant (area_growth 1), step / sigma / max_blur null =
-    sized from the frame (the seed's 7 / 11 / 20 at 112 px, σ 23 above), area_warmup 100, no jitter.
+    sized from the frame (the seed's 7 / 11 / 20 at 112 px, σ 23 above), area_warmup null (=
+    max_iter // 2: a mean-only area term for the first half of the run), no jitter.
     """
 
     name = "ep2d"
     summary = "per-frame extremal perturbation: every frame's mask keeps area a (Li et al. 2021)"
     defaults_note = ("the video seed's: −log p reward with ρ = 100, λ = 300 constant, 2000 iterations, lr 0.05; "
-                     "step / σ / max blur sized from the frame (7 / 11 / 20 at 112 px); `area_warmup` 100")
+                     "step / σ / max blur sized from the frame (7 / 11 / 20 at 112 px); a mean-only area term for the first half of the run (`area_warmup`)")
     area_mode = "per_frame"
 
 

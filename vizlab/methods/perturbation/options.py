@@ -50,7 +50,8 @@ class ExtremalOptions:
     input by `scale.scale_for` · pooling softmax | sigmoid | sum · jitter (flip on even iterations).
     SGD: lr 0.01, momentum 0.9, dampening 0.9. Area term λ_t = area_weight · area_growth^t
     (300 · 1.0035^t); the model term is scaled by reward_weight (ρ). area_warmup: iterations of the
-    relaxed (mean-only) area term before the sorted one (issue 17's fix; 0 = the originals).
+    relaxed (mean-only) area term before the sorted one (issue 17's fix; None = max_iter // 2;
+    0 = the originals).
     smooth: Gaussian smoothing of the result, σ = smooth · min(H, W). early_stop / patience / tol:
     per-mask early stopping. strict_original: the original code's behaviour. progress: tqdm bar.
     batch_size: inputs optimised together (None = the whole batch).
@@ -73,7 +74,7 @@ class ExtremalOptions:
     area_weight: float = 300.0
     area_growth: float = 1.0035
     reward_weight: float = 1.0
-    area_warmup: int = 100
+    area_warmup: int | None = None
     smooth: float = 0.0
     early_stop: bool = False
     patience: int = 50
@@ -100,7 +101,7 @@ class ExtremalOptions:
         check_number("area_weight", self.area_weight, 0)
         check_number("area_growth", self.area_growth, 0, low_open=True)
         check_number("reward_weight", self.reward_weight, 0, low_open=True)
-        check_number("area_warmup", self.area_warmup, 0, integer=True)
+        check_number("area_warmup", self.area_warmup, 0, integer=True, optional=True)
         check_number("smooth", self.smooth, 0)
         check_number("patience", self.patience, 1, integer=True)
         check_number("tol", self.tol, 0)
