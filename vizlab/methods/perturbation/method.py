@@ -27,8 +27,7 @@ def warmup_iterations(area_warmup: int | None, max_iter: int, strict_original: b
     proportional to mean − a), so on the default schedules it needs about half the run to get there
     (2D-EP, 8 × 48² clips: the full mask's mean is 0.43 after 60 iterations, 0.11 after 500). The
     sorted term ranks the mask values when it switches on; started early, it ranks a half-size mask
-    whose model term is saturated, and keeps that ranking (docs/extremal.md, "The warm-up must
-    reach the area").
+    whose model term is saturated, and keeps that ranking (docs/extremal.md, "The second defect").
     """
     if strict_original:
         return 0
