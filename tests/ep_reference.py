@@ -115,8 +115,9 @@ def plain_model_loss(logits, target, variant, reward, strict=False):
     return -(score(logits[:a]) - score(logits[a:]))
 
 
-def plain_core(full, areas, frames, size=(7, 11, 11), shape="ellipsoid", ones=None, perm=None):
-    """STEP's core loss for one sample: full (A, 1, T, S, S) → (A,)."""
+def plain_core(full, areas, frames, size=(7, 11, 11), shape="ellipsoid", ones=None, perm=None, count="share"):
+    """STEP's core loss for one sample: full (A, 1, T, S, S) → (A,). k: count "share" = ⌈a · positions⌉;
+    "volume" (or `ones` given, the seed's 443) = ⌈a·T·S²/ones⌉ with ones = ΣK by default."""
     axes = [torch.linspace(-1, 1, n, dtype=torch.float64) for n in size]
     u, v, w = torch.meshgrid(*axes, indexing="ij")
     dist = torch.sqrt(v**2 + w**2) if shape == "cylinder" else torch.sqrt(u**2 + v**2 + w**2)
@@ -129,7 +130,11 @@ def plain_core(full, areas, frames, size=(7, 11, 11), shape="ellipsoid", ones=No
     c = c.sort(dim=1, descending=True).values
     losses = []
     for i, a in enumerate(areas):
-        k = min(max(math.ceil(a * frames * full.shape[-2] * full.shape[-1] / float(ones)), 1), c.shape[1])
+        if count == "share" and ones is ksum:
+            k = math.ceil(round(a * c.shape[1], 4))
+        else:
+            k = math.ceil(a * frames * full.shape[-2] * full.shape[-1] / float(ones))
+        k = min(max(k, 1), c.shape[1])
         top = ((c[i, :k] / ksum - 1) ** 2).mean()
         rest = ((c[i, k:] / ksum) ** 2).mean() if k < c.shape[1] else torch.zeros(())
         losses.append(top + rest)
@@ -191,7 +196,7 @@ def plain_extremal(model, x, target, areas, *, iters, step, sigma, lr=0.01, mome
             perm_size = ((frames - kt) + 1) * ((gen.shape_out[0] - kh) // kh + 1) * ((gen.shape_out[1] - kw) // kw + 1)
             perm = torch.randperm(perm_size, generator=rng)
             regul = regul + lam_core * plain_core(full_clip, areas, frames, core["size"], core["shape"],
-                                                  core["ones"], perm)
+                                                  core["ones"], perm, core.get("count", "share"))
         opt.zero_grad()
         (model_term + regul).sum().backward()
         opt.step()

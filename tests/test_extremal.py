@@ -313,9 +313,9 @@ def test_options_are_one_frozen_dataclass_per_default_set(net):
     assert (image.reward, image.max_iter, image.lr, image.jitter, image.area_growth) == ("simple", 800, 0.01, True, 1.0035)
     assert (video.reward, video.max_iter, video.lr, video.jitter, video.area_growth, video.reward_weight) == \
         ("log", 2000, 0.05, False, 1.0, 100.0)
-    assert (step.area_growth, step.reward_weight, step.core_size) == (1.0008668, 1.0, (7, 11, 11))
+    assert (step.area_growth, step.reward_weight, step.core_size, step.core_start) == (1.0008668, 1.0, None, None)
     assert set(method_parameters("step")) - set(method_parameters("ep3d")) == {
-        "core_weight", "core_start", "core_size", "core_shape", "core_shuffle", "seed"}
+        "core_weight", "core_start", "core_size", "core_shape", "core_count", "core_shuffle", "seed"}
     with pytest.raises(dataclasses.FrozenInstanceError):
         image.max_iter = 3  # type: ignore[misc]
     # an instance, keyword overrides, or both

@@ -9,6 +9,10 @@ relaxed warm-up (`area_warmup`, mean-only area term) pushes every value alike, s
 decides the ranking before the sorted term takes over. A second defect: a short warm-up (100
 iterations) handed over while the mask was still about half the input, its model term saturated,
 so the ranking the sorted term kept was not the evidence's; the warm-up now lasts half the run.
+A third, STEP's alone: its core term (a sorted ranking of kernel positions) switched on at iteration
+101, inside the warm-up; its k (⌈a·T·S²/ΣK⌉) asked for a share of positions that is not the area's
+(18 % on 8-frame clips), so the core and area terms pulled apart; and its 7 × 11 × 11 kernel, chosen
+for 16-frame 112-px clips, spans 7 of 8 frames and the object's width on the 48-px clips.
 """
 
 from __future__ import annotations
@@ -177,7 +181,7 @@ OPEN = "open defect (issue 17), measured 2026-12-02: "
                                                         "oracle at 300 iterations (objective 29.0 vs 27.4)")),
     pytest.param("ep3d", 8, marks=pytest.mark.xfail(strict=True, reason=OPEN + "1/6 clips at 300 iterations (3.03 "
                                                     "vs 3.91; the mask has not shrunk to its area yet)")),
-    ("step", 8),  # passes, but weakly: the object-shaped oracle pays STEP's core term (80.6 vs 10.1)
+    ("step", 8),  # 6/6; the object-shaped oracle still pays STEP's core term (17.8 vs 9.15; 80.6 before the fix)
 ])
 def test_optimality_check(request, monkeypatch, name, frames):
     """The optimised mask's objective vs the oracle's (the object, sized to the area, projected on
@@ -224,7 +228,7 @@ def test_image_ep_reaches_gradcam_object_recall_on_shapes(request, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [
     "ep2d",  # 0.706 vs Grad-CAM 0.693 (0.60 with the 60-iteration warm-up before the fix)
-    pytest.param("step", marks=pytest.mark.xfail(strict=True, reason=OPEN + "recall 0.49 vs Grad-CAM 0.69")),
+    "step",  # 0.709 vs 0.693 (0.49 with the seed's core term)
 ])
 def test_video_ep_reaches_gradcam_object_recall_on_motion(request, monkeypatch, name):
     """2D-EP / STEP on 6 motion clips (8 × 48²), defaults but 300 iterations: object recall at the

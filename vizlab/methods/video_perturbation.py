@@ -7,17 +7,22 @@ perturbed clip with the 3-D model; they differ in the regulariser:
     2D-EP  λ · mean_t mean((sort(full_t) − r_a)²)        each frame keeps area a   (ρ = 100)
     3D-EP  λ · mean((sort(full over T·S²) − r_a)²)        the clip keeps area a    (ρ = 100)
     STEP   3D-EP's term with λ_t = 300·1.0008668^t        (ρ = 1)
-           + λ_core · R_core, λ_core = 300 from iteration 101, R_core = the smoothness term of
-           a 7×11×11 ellipsoid kernel at stride (1, 11, 11) (see objectives.CoreLoss)
+           + λ_core · R_core, λ_core = 300 once the sorted area term starts, R_core = the
+           smoothness term of an ellipsoid kernel (the seed's 7×11×11 at 16 frames of 112 px,
+           sized from the clip) at stride (1, rows, cols) (see objectives.CoreLoss)
 
 Model loss ρ·(−log p_t) (preserve), SGD lr 0.05, momentum = dampening = 0.9, 2000 iterations,
-no jitter, blur perturbation with L = 8 levels up to σ = 20 px, mask step 7 and σ = 11 for
-112-px frames, 23 otherwise (the seed's main.py rule; `sigma` overrides it).
+no jitter, blur perturbation with L = 8 levels up to σ = 20 px; mask step, σ and the strongest
+blur sized from the frame (`scale.scale_for`: the seed's 7 / 11 / 20 at 112 px).
 
 Departures from the seed code (each switchable back with `strict_original=True`):
   - every listed area is optimised (the seed honours areas[0] only);
-  - STEP's k = ⌈a·T·S²/ΣK⌉ uses the kernel's real number of ones ΣK (311 for the ellipsoid), the
-    same count it normalises by; the seed uses the continuous estimate int(7·11·11·0.5236) = 443;
+  - a relaxed (mean-only) area term for the first half of the run (`area_warmup`);
+  - sizes from the input: step, σ, max blur (`scale_for`) and STEP's kernel (`core_size_for`);
+  - STEP's core term starts with the sorted area term (the seed: iteration 101) and asks for
+    k = ⌈a · positions⌉ kernel positions fully on, the share that matches the area term (the seed:
+    ⌈a·T·S²/443⌉, with the continuous estimate int(7·11·11·0.5236) = 443 of the kernel's 311 ones,
+    which ignores that the kernels overlap in time);
   - the returned masks are those of the final parameters (the seed's are one step stale);
   - −log p uses log-softmax, finite where the seed's log(softmax) underflows to −inf.
 """
@@ -35,8 +40,10 @@ from vizlab.methods.perturbation.mask_generator import MaskGenerator
 from vizlab.methods.perturbation.method import PerturbationMethod
 from vizlab.methods.perturbation.objectives import CoreLoss
 from vizlab.methods.perturbation.options import STEPOptions, VideoOptions
-from vizlab.methods.perturbation.scale import original_scale
+from vizlab.methods.perturbation.scale import ORIGINAL_CORE_SIZE, core_size_for, original_scale
 from vizlab.methods.registry import register
+
+SEED_CORE_START = 101  # the seed switches the core term on after iteration 100
 
 
 def seed_sigma(width: int) -> float:
@@ -90,15 +97,19 @@ class STEP(_VideoPerturbation):
     """STEP (spatio-temporal extremal perturbation): 3D-EP plus a smoothness ("core") term.
 
     Defaults differ from 3D-EP in ρ = reward_weight 1, area_growth 1.0008668 (λ doubles every 800
-    iterations), and the core term: core_weight 300 from iteration core_start = 101, kernel
-    core_shape "ellipsoid" of core_size (7, 11, 11) = (frames, rows, cols) at stride (1, 11, 11),
-    randomly tie-broken positions (`core_shuffle`, reproducible through `seed`).
+    iterations), and the core term: core_weight 300 from core_start (null: with the sorted area
+    term, after the warm-up; the seed: 101), kernel core_shape "ellipsoid" of core_size (null:
+    sized from the clip, `scale.core_size_for`; the seed: (7, 11, 11)) = (frames, rows, cols) at
+    stride (1, rows, cols), k = ⌈a · positions⌉ positions fully on (`core_count` "share"), randomly
+    tie-broken positions (`core_shuffle`, reproducible through `seed`).
     """
 
     name = "step"
     summary = "STEP: 3D-EP plus a spatio-temporal smoothness (core) term that favours one smooth, compact tube"
-    defaults_note = ("as `ep3d` but ρ = 1, λ doubling every 800 iterations, core term 300 from iteration 101 with a "
-                     "7×11×11 ellipsoid kernel (not scaled with the input)")
+    defaults_note = ("as `ep3d` but ρ = 1, λ doubling every 800 iterations, and a core term of weight 300 that starts "
+                     "with the sorted area term (the seed: iteration 101), an ellipsoid kernel sized from the clip "
+                     "(the seed's 7×11×11 at 16 frames of 112 px) and k = ⌈a · positions⌉ blobs on (the seed: "
+                     "⌈a·T·S²/443⌉)")
     area_mode = "global"
     options_type = STEPOptions
 
@@ -106,7 +117,26 @@ class STEP(_VideoPerturbation):
         super().__init__(model, options, **overrides)
         o = self.options
         self.core_size, self.core_shape, self.core_shuffle, self.seed = o.core_size, o.core_shape, o.core_shuffle, o.seed
-        self.schedule = dataclasses.replace(self.schedule, core_weight=float(o.core_weight), core_start=int(o.core_start))
+        self.core_count = o.core_count
+        self.schedule = dataclasses.replace(self.schedule, core_weight=float(o.core_weight),
+                                            core_start=self.core_start_iteration(o.core_start))
+
+    def core_start_iteration(self, core_start: int | None) -> int:
+        """core_start, or for None the first iteration of the sorted area term (the warm-up's length):
+        the core term sorts its positions as the area term sorts the mask, and switched on while the
+        relaxed warm-up is still shrinking the mask it would fix the blobs' layout as early as a short
+        warm-up did (issue 17's second defect). With no warm-up, the seed's 101."""
+        if core_start is not None:
+            return int(core_start)
+        warmup = self.schedule.area_warmup
+        return SEED_CORE_START if warmup == 0 else warmup
+
+    def kernel_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """The core kernel (frames, rows, cols) for a clip: core_size, or for None the rule
+        `scale.core_size_for` (strict_original: the seed's (7, 11, 11))."""
+        if self.core_size is not None:
+            return tuple(self.core_size)
+        return ORIGINAL_CORE_SIZE if self.strict_original else core_size_for(frames, min(height, width))
 
     def make_core(self, frames: int, generator: MaskGenerator, areas: torch.Tensor,
                   device: torch.device) -> CoreLoss | None:
@@ -117,6 +147,6 @@ class STEP(_VideoPerturbation):
             rng.seed()
         else:
             rng.manual_seed(int(self.seed))
-        return CoreLoss(frames, tuple(generator.shape_out), areas, size=self.core_size, shape=self.core_shape,
-                        strict_original=self.strict_original, shuffle=self.core_shuffle, generator=rng,
-                        device=device)
+        return CoreLoss(frames, tuple(generator.shape_out), areas, size=self.kernel_size(frames, *generator.shape),
+                        shape=self.core_shape, strict_original=self.strict_original, count=self.core_count,
+                        shuffle=self.core_shuffle, generator=rng, device=device)

@@ -23,6 +23,7 @@ Reward = Literal["simple", "contrastive", "log"]
 VARIANTS = ("preserve", "delete", "dual")
 REWARDS = ("simple", "contrastive", "log")
 CORE_SHAPES = ("ellipsoid", "cylinder")
+CORE_COUNTS = ("share", "volume")
 
 
 # --- the model term ---------------------------------------------------------------------------
@@ -121,11 +122,21 @@ def original_kernel_ones(size: tuple[int, int, int]) -> int:
 
 
 def core_topk(area: float, frames: int, full_shape: tuple[int, int], kernel_ones: float) -> int:
-    """k = ⌈a·T·S_h·S_w / ones⌉: how many kernel positions should be fully on.
-
-    With the seed's ones = 443: 65 for (a 0.1, T 16, S 134²) and 245 for S 260².
-    """
+    """The "volume" count k = ⌈a·T·S_h·S_w / ones⌉: as many positions as kernels of `ones` voxels
+    hold the area, as if the kernels did not overlap. With the seed's ones = 443: 65 for (a 0.1,
+    T 16, S 134²) and 245 for S 260²."""
     return math.ceil(area * frames * full_shape[0] * full_shape[1] / kernel_ones)
+
+
+def core_topk_share(area: float, positions: int) -> int:
+    """The "share" count k = ⌈a · positions⌉ (the default): the share of kernel positions the term
+    asks to be fully on equals the area. The kernels tile the mask in space (stride = kernel size)
+    and slide by one frame, so a mask at its area everywhere gives c = a at every position: only
+    this k gives the core term's target the area term's mean. 144 of 1440 positions for (a 0.1,
+    T 16, S 134², 7×11×11), where the volume count asks for 93 (6.5 %; the seed's 65, 4.5 %) — less
+    than the area — and, on 8-frame 48-px clips (S 58²), 9 of 50 (18 %; 135 of 605 with the 4×5×5
+    kernel, 22 %) — more."""
+    return math.ceil(round(area * positions, 4))  # round: a float32 0.1 times 1440 is 144.0000021
 
 
 class CoreLoss:
@@ -134,14 +145,15 @@ class CoreLoss:
     c = conv3d(mask, K, stride (1, s_h, s_w)) / ΣK over all kernel positions; after a random
     permutation (a tie-break; `generator` makes it reproducible, one permutation per call shared
     by all rows, as in the seed) sort descending; loss = mean_{i<k}(c_i − 1)² + mean_{i≥k} c_i².
-    k per row from its area (`core_topk`): ones = ΣK (default) or the seed's 443-style estimate
+    k per row from its area: count "share" = ⌈a · positions⌉ (`core_topk_share`, default) or
+    "volume" = ⌈a·T·S²/ones⌉ (`core_topk`) with ones = ΣK, or the seed's 443-style estimate
     (`strict_original=True`). k is clipped to [1, positions]; an empty "off" part counts 0.
     """
 
     def __init__(self, frames: int, full_shape: tuple[int, int], areas: torch.Tensor,
                  size: tuple[int, int, int] = (7, 11, 11), shape: str = "ellipsoid",
                  stride: tuple[int, int, int] | None = None, strict_original: bool = False,
-                 shuffle: bool = True, generator: torch.Generator | None = None,
+                 count: str = "share", shuffle: bool = True, generator: torch.Generator | None = None,
                  device: torch.device | str | None = None) -> None:
         size = tuple(int(s) for s in size)
         if len(size) != 3 or min(size) < 1:
@@ -155,12 +167,21 @@ class CoreLoss:
                 "smaller method.core_size.")
         self.kernel = core_kernel(size, shape).to(device)
         self.kernel_sum = float(self.kernel.sum())
-        ones = original_kernel_ones(size) if strict_original else self.kernel_sum
+        if self.kernel_sum == 0:
+            raise ConfigError(f"core_size {list(size)} gives an empty {shape} kernel (no grid point of linspace(-1, 1) "
+                              "lies inside it); use odd rows and cols, e.g. [3, 5, 5], or leave core_size null.")
         t_out = (frames - size[0]) // self.stride[0] + 1
         h_out = (full_shape[0] - size[1]) // self.stride[1] + 1
         w_out = (full_shape[1] - size[2]) // self.stride[2] + 1
         self.positions = t_out * h_out * w_out
-        topk = [core_topk(float(a), frames, full_shape, ones) for a in areas.tolist()]
+        if count not in CORE_COUNTS:
+            raise ConfigError(f"core_count must be one of {CORE_COUNTS}, got {count!r}.")
+        if strict_original:
+            topk = [core_topk(float(a), frames, full_shape, original_kernel_ones(size)) for a in areas.tolist()]
+        elif count == "volume":
+            topk = [core_topk(float(a), frames, full_shape, self.kernel_sum) for a in areas.tolist()]
+        else:
+            topk = [core_topk_share(float(a), self.positions) for a in areas.tolist()]
         self.topk = torch.tensor([min(max(k, 1), self.positions) for k in topk], device=device)
         self.shuffle, self.generator = shuffle, generator
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from vizlab.errors import ConfigError
 from vizlab.methods.perturbation.mask_generator import POOLINGS
-from vizlab.methods.perturbation.objectives import CORE_SHAPES, REWARDS, VARIANTS
+from vizlab.methods.perturbation.objectives import CORE_COUNTS, CORE_SHAPES, REWARDS, VARIANTS, core_kernel
 from vizlab.methods.perturbation.pyramid import PERTURBATIONS
 from vizlab.validation import check_choice, check_fields, check_number
 
@@ -137,26 +137,40 @@ class VideoOptions(ExtremalOptions):
 @dataclass(frozen=True)
 class STEPOptions(VideoOptions):
     """STEP: VideoOptions with ρ = 1 and λ doubling every 800 iterations (area_growth 1.0008668),
-    plus the core term: core_weight 300 from iteration core_start 101, kernel core_shape
-    ellipsoid | cylinder of core_size (frames, rows, cols) = (7, 11, 11) at stride (1, rows, cols),
-    positions tie-broken at random (core_shuffle) from `seed` (None: a fresh permutation per call)."""
+    plus the core term: core_weight 300 from iteration core_start, kernel core_shape
+    ellipsoid | cylinder of core_size (frames, rows, cols) at stride (1, rows, cols), positions
+    tie-broken at random (core_shuffle) from `seed` (None: a fresh permutation per call).
+
+    core_start None: with the sorted area term, i.e. after the warm-up (`area_warmup`); with no
+    warm-up (area_warmup 0, strict_original) the seed's 101. core_size None: sized from the clip,
+    `scale.core_size_for` (the seed's (7, 11, 11) at 16 frames of 112 px). core_count: how many
+    kernel positions the term asks to be fully on, "share" (⌈a · positions⌉, default) or "volume"
+    (⌈a·T·S²/ΣK⌉); strict_original uses the seed's 443-voxel estimate for ΣK."""
 
     area_growth: float = 1.0008668
     reward_weight: float = 1.0
     core_weight: float = 300.0
-    core_start: int = 101
-    core_size: Sequence[int] = (7, 11, 11)
+    core_start: int | None = None
+    core_size: Sequence[int] | None = None
     core_shape: str = "ellipsoid"
+    core_count: str = "share"
     core_shuffle: bool = True
     seed: int | None = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_number("core_weight", self.core_weight, 0)
-        check_number("core_start", self.core_start, 0, integer=True)
+        check_number("core_start", self.core_start, 0, integer=True, optional=True)
         check_choice("core_shape", self.core_shape, CORE_SHAPES)
-        size = list(self.core_size) if not isinstance(self.core_size, (int, str)) else []
-        if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
-            raise ConfigError(f"core_size must be three positive integers (frames, rows, cols); got {self.core_size!r}.")
-        object.__setattr__(self, "core_size", tuple(size))
+        check_choice("core_count", self.core_count, CORE_COUNTS)
+        if self.core_size is not None:
+            size = list(self.core_size) if not isinstance(self.core_size, (int, str)) else []
+            if len(size) != 3 or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in size):
+                raise ConfigError(f"core_size must be three positive integers (frames, rows, cols) or null; "
+                                  f"got {self.core_size!r}.")
+            object.__setattr__(self, "core_size", tuple(size))
+            if float(core_kernel(self.core_size, self.core_shape).sum()) == 0:
+                raise ConfigError(f"core_size {size} gives an empty {self.core_shape} kernel (no grid point of "
+                                  "linspace(-1, 1) lies inside it); use odd rows and cols, e.g. [3, 5, 5], or leave "
+                                  "core_size null.")
         check_number("seed", self.seed, 0, integer=True, optional=True)

@@ -76,3 +76,24 @@ def coarse_warning(sigma: float, height: int, width: int, video: bool) -> str | 
     return (f"mask sigma {sigma:g} px makes the smallest mask blob about {share:.0%} of the {side}-px input side, "
             f"too coarse to outline objects smaller than that; leave step, sigma and max_blur unset (null) to "
             f"size them from the input (sigma {scale_for(side, video).sigma:.3g} px here) or set a smaller sigma.")
+
+
+ORIGINAL_CORE_SIZE = (7, 11, 11)  # the seed's STEP kernel (frames, rows, cols), chosen for 16-frame 112-px clips
+
+
+def core_size_for(frames: int, side: int) -> tuple[int, int, int]:
+    """STEP's core kernel (frames, rows, cols) for a clip of `frames` frames whose shorter side is
+    `side` px, anchored at the seed's (7, 11, 11) for 16 frames of 112 px:
+
+        frames: min(7, max(1, round(7·frames/16)))     rows = cols: the odd number nearest 11·side/112, in [3, 11]
+
+    (the seed used 7 × 11 × 11 for every clip, 224-px ones included, so the rule only shrinks it; odd
+    rows and cols keep a centre line, without which a small ellipsoid on linspace(−1, 1) is empty).
+    8 × 48² clips get (4, 5, 5); 16 × 48² clips (7, 5, 5). The seed's kernel on an 8-frame clip has
+    two temporal positions and an 11-px cross-section, about the size of the synthetic clips' object,
+    which moves 12–20 px while the kernel spans 7 frames.
+    """
+    depth = min(ORIGINAL_CORE_SIZE[0], max(1, round(ORIGINAL_CORE_SIZE[0] * int(frames) / 16)))
+    odd = 2 * round((ORIGINAL_CORE_SIZE[1] * int(side) / 112 - 1) / 2) + 1
+    width = min(ORIGINAL_CORE_SIZE[1], max(3, odd))
+    return (depth, width, width)
