@@ -123,6 +123,7 @@ def plain_core(full, areas, frames, size=(7, 11, 11), shape="ellipsoid", ones=No
     dist = torch.sqrt(v**2 + w**2) if shape == "cylinder" else torch.sqrt(u**2 + v**2 + w**2)
     kernel = (dist <= 1).float()[None, None]
     ksum = kernel.sum()
+    share = ones is None and count == "share"
     ones = ksum if ones is None else ones
     c = F.conv3d(full, kernel, stride=(1, size[1], size[2])).flatten(1)
     if perm is not None:
@@ -130,7 +131,7 @@ def plain_core(full, areas, frames, size=(7, 11, 11), shape="ellipsoid", ones=No
     c = c.sort(dim=1, descending=True).values
     losses = []
     for i, a in enumerate(areas):
-        if count == "share" and ones is ksum:
+        if share:
             k = math.ceil(round(a * c.shape[1], 4))
         else:
             k = math.ceil(a * frames * full.shape[-2] * full.shape[-1] / float(ones))

@@ -116,6 +116,16 @@ def core_kernel(size: tuple[int, int, int] = (7, 11, 11), shape: str = "ellipsoi
     return (dist <= 1).float()[None, None]
 
 
+def checked_core_kernel(size: tuple[int, int, int], shape: str = "ellipsoid") -> torch.Tensor:
+    """`core_kernel`, or a ConfigError when it has no ones (an even small size: no grid point of
+    linspace(−1, 1) lies inside, e.g. (4, 2, 2))."""
+    kernel = core_kernel(size, shape)
+    if float(kernel.sum()) == 0:
+        raise ConfigError(f"core_size {list(size)} gives an empty {shape} kernel (no grid point of linspace(-1, 1) "
+                          "lies inside it); use odd rows and cols, e.g. [3, 5, 5], or leave core_size null.")
+    return kernel
+
+
 def original_kernel_ones(size: tuple[int, int, int]) -> int:
     """The seed's estimate of the kernel volume, int(t·h·w·0.5236) (π/6 of the box; 443 for 7×11×11)."""
     return int(size[0] * size[1] * size[2] * 0.5236)
@@ -165,21 +175,17 @@ class CoreLoss:
                 f"STEP's core kernel {size} (frames, rows, cols) does not fit the {frames}-frame clip with "
                 f"{full_shape[0]}×{full_shape[1]} full masks; use a clip of at least {size[0]} frames or a "
                 "smaller method.core_size.")
-        self.kernel = core_kernel(size, shape).to(device)
+        self.kernel = checked_core_kernel(size, shape).to(device)
         self.kernel_sum = float(self.kernel.sum())
-        if self.kernel_sum == 0:
-            raise ConfigError(f"core_size {list(size)} gives an empty {shape} kernel (no grid point of linspace(-1, 1) "
-                              "lies inside it); use odd rows and cols, e.g. [3, 5, 5], or leave core_size null.")
         t_out = (frames - size[0]) // self.stride[0] + 1
         h_out = (full_shape[0] - size[1]) // self.stride[1] + 1
         w_out = (full_shape[1] - size[2]) // self.stride[2] + 1
         self.positions = t_out * h_out * w_out
         if count not in CORE_COUNTS:
             raise ConfigError(f"core_count must be one of {CORE_COUNTS}, got {count!r}.")
-        if strict_original:
-            topk = [core_topk(float(a), frames, full_shape, original_kernel_ones(size)) for a in areas.tolist()]
-        elif count == "volume":
-            topk = [core_topk(float(a), frames, full_shape, self.kernel_sum) for a in areas.tolist()]
+        if strict_original or count == "volume":
+            ones = original_kernel_ones(size) if strict_original else self.kernel_sum
+            topk = [core_topk(float(a), frames, full_shape, ones) for a in areas.tolist()]
         else:
             topk = [core_topk_share(float(a), self.positions) for a in areas.tolist()]
         self.topk = torch.tensor([min(max(k, 1), self.positions) for k in topk], device=device)

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from vizlab.errors import ConfigError
 from vizlab.methods.perturbation.mask_generator import POOLINGS
-from vizlab.methods.perturbation.objectives import CORE_COUNTS, CORE_SHAPES, REWARDS, VARIANTS, core_kernel
+from vizlab.methods.perturbation.objectives import CORE_COUNTS, CORE_SHAPES, REWARDS, VARIANTS, checked_core_kernel
 from vizlab.methods.perturbation.pyramid import PERTURBATIONS
 from vizlab.validation import check_choice, check_fields, check_number
 
@@ -169,8 +169,5 @@ class STEPOptions(VideoOptions):
                 raise ConfigError(f"core_size must be three positive integers (frames, rows, cols) or null; "
                                   f"got {self.core_size!r}.")
             object.__setattr__(self, "core_size", tuple(size))
-            if float(core_kernel(self.core_size, self.core_shape).sum()) == 0:
-                raise ConfigError(f"core_size {size} gives an empty {self.core_shape} kernel (no grid point of "
-                                  "linspace(-1, 1) lies inside it); use odd rows and cols, e.g. [3, 5, 5], or leave "
-                                  "core_size null.")
+            checked_core_kernel(self.core_size, self.core_shape)
         check_number("seed", self.seed, 0, integer=True, optional=True)
