@@ -1,15 +1,17 @@
 """Localisation of every method on vizlab's synthetic sets, and the extremal family against its oracle.
 
-For shapes (64², shapes_cnn) and motion clips (`--frames` × 48², default 8; motion_cnn), per method: pointing (peak =
+For shapes (64², shapes_cnn) and motion clips (`--frames` × 48², default 8; on motion_cnn, or on
+motion_cnn16 at 16 frames — `--motion-model` picks another), per method: pointing (peak =
 `max_set`, the centre of the maximal set, 3 px), mask IoU (saliency ≥ 0.5), energy on the object,
 object recall at area 0.1 (ties at random), and for the extremal family the objective reached vs the
 oracle's (`optimality_check`: mean objective of both, share of samples within 5 %). 3D-EP adds
-recall over the frames it keeps. With `--figures DIR`, one optimised-vs-oracle figure per method
-(first sample) is written there.
+recall over the frames it keeps. `--restarts K` runs the extremal family best of K starts. With
+`--figures DIR`, one optimised-vs-oracle figure per method (first sample) is written there.
 
 Run (a few minutes on 2 CPU cores at the defaults):
     .venv/bin/python experiments/perturbation_localisation.py --images 8 --clips 6 --video-iterations 300
     .venv/bin/python experiments/perturbation_localisation.py --images 0 --clips 4 --frames 16 --methods gradcam,ep2d,step
+16-frame clips need motion_cnn16 cached (`python run.py task=train model=motion_cnn16`, ~3 minutes).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--image-iterations", type=int, default=None, help="image EP iterations (default: its 800)")
     p.add_argument("--video-iterations", type=int, default=300, help="2D/3D-EP and STEP iterations (seed: 2000)")
     p.add_argument("--frames", type=int, default=8, help="frames per motion clip")
+    p.add_argument("--restarts", type=int, default=1, help="starts per mask for the extremal family (default 1)")
+    p.add_argument("--motion-model", default=None,
+                   help="model for the motion clips (default: motion_cnn16 at 16 frames, else motion_cnn)")
     p.add_argument("--methods", default=None,
                    help="comma-separated subset of gradcam, extremal, ep2d, ep3d, step (default: all)")
     p.add_argument("--figures", type=Path, default=None, help="folder for the optimised-vs-oracle figures")
@@ -46,13 +51,14 @@ def parse() -> argparse.Namespace:
     return p.parse_args()
 
 
-def data(kind: str, n: int, frames: int = 8):
+def data(kind: str, n: int, frames: int = 8, motion_model: str | None = None):
     if kind == "shapes":
         from vizlab.data.synthetic_shapes import SyntheticShapes
         model, ds = vizlab.load_model("shapes_cnn"), SyntheticShapes(n, seed=777)
     else:
         from vizlab.data.synthetic_motion import SyntheticMotion
-        model, ds = vizlab.load_model("motion_cnn"), SyntheticMotion(n, frames=frames, seed=5)
+        name = motion_model or ("motion_cnn16" if frames == 16 else "motion_cnn")
+        model, ds = vizlab.load_model(name), SyntheticMotion(n, frames=frames, seed=5)
     batch = next(iter(DataLoader(ds, batch_size=n)))
     return model, batch["image"], model.normalize(batch["image"]), batch["label"], batch["mask"]
 
@@ -76,7 +82,7 @@ def main() -> None:
         methods = tuple(m for m in methods if wanted is None or m in wanted)
         if n < 1 or not methods:  # --images 0 / --clips 0 skip a data set
             continue
-        model, images, x, y, masks = data(kind, n, args.frames)
+        model, images, x, y, masks = data(kind, n, args.frames, args.motion_model)
         for name in methods:
             options = {}
             if name in PERTURBATION:
@@ -84,10 +90,13 @@ def main() -> None:
                 iters = args.image_iterations if name == "extremal" else args.video_iterations
                 if iters is not None:
                     options["max_iter"] = iters
+                options["restarts"] = args.restarts
             start = time.perf_counter()
             method = build(name, model, **options)
             info = method(x, y, return_info=True)
-            row = {"data": kind if kind == "shapes" else f"motion {args.frames}f", "method": name, **scores(info.saliency, masks),
+            label = kind if kind == "shapes" else f"motion {args.frames}f ({model.info.name})"
+            shown = f"{name} ×{args.restarts}" if name in PERTURBATION and args.restarts > 1 else name
+            row = {"data": label, "method": shown, **scores(info.saliency, masks),
                    "seconds": time.perf_counter() - start}
             if name == "ep3d":
                 kept = kept_frames(info.saliency, 0.5)

@@ -72,14 +72,15 @@ def run_cli(*args: str, cwd: Path = ROOT, timeout: int = 300) -> subprocess.Comp
 
 # --- synthetic models trained once per test session --------------------------------------------------
 
-def _train_synthetic(task: str, cache: Path, out_dir: Path) -> dict:
-    """Run `task` (train / train_motion) with its default config into `cache`; return the results summary."""
+def _train_synthetic(task: str, cache: Path, out_dir: Path, *overrides: str) -> dict:
+    """Run `task` (train / train_motion) with its default config (and `overrides`) into `cache`;
+    return the results summary."""
     from hydra import compose, initialize_config_dir
 
     from vizlab.tasks.train import run_train
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"task={task}", "logger=none"])
+        cfg = compose("config", overrides=[f"task={task}", "logger=none", *overrides])
     old = os.environ.get("VIZLAB_CACHE")
     os.environ["VIZLAB_CACHE"] = str(cache)
     try:
@@ -110,17 +111,27 @@ def trained_motion_cnn(synthetic_cache, tmp_path_factory) -> dict:
     return _train_synthetic("train_motion", synthetic_cache, tmp_path_factory.mktemp("train-motion"))
 
 
+@pytest.fixture(scope="session")
+def trained_motion_cnn16(synthetic_cache, tmp_path_factory) -> dict:
+    """motion_cnn16 trained by `task=train model=motion_cnn16` (about three minutes); the results summary."""
+    return _train_synthetic("train", synthetic_cache, tmp_path_factory.mktemp("train-motion16"), "model=motion_cnn16")
+
+
+TRAINED_BY = {"shapes_cnn": "trained_shapes_cnn", "motion_cnn": "trained_motion_cnn",
+              "motion_cnn16": "trained_motion_cnn16"}
+
+
 def synthetic_model(request, monkeypatch, name: str):
-    """`name` (shapes_cnn or motion_cnn) loaded from the user cache if it is there, else trained once
-    per session by its fixture (trained_shapes_cnn / trained_motion_cnn), with VIZLAB_CACHE set to
-    that session cache for the rest of the test."""
+    """`name` (shapes_cnn, motion_cnn or motion_cnn16) loaded from the user cache if it is there, else
+    trained once per session by its fixture (`TRAINED_BY`), with VIZLAB_CACHE set to that session
+    cache for the rest of the test."""
     from vizlab.errors import CheckpointError
     from vizlab.models import load_model
 
     try:
         return load_model(name)
     except CheckpointError:
-        request.getfixturevalue({"shapes_cnn": "trained_shapes_cnn", "motion_cnn": "trained_motion_cnn"}[name])
+        request.getfixturevalue(TRAINED_BY[name])
         monkeypatch.setenv("VIZLAB_CACHE", str(request.getfixturevalue("synthetic_cache")))
         return load_model(name)
 

@@ -106,6 +106,21 @@ def test_missing_checkpoint_says_how_to_train(monkeypatch, tmp_path):
     monkeypatch.setenv("VIZLAB_CACHE", str(tmp_path))
     with pytest.raises(CheckpointError, match=r"run `python run.py task=train_motion`"):
         load_model("motion_cnn")
+    with pytest.raises(CheckpointError, match=r"no trained motion_cnn16 checkpoint .* run `python run.py task=train "
+                                              r"model=motion_cnn16`"):
+        load_model("motion_cnn16")
+
+
+def test_the_dataset_follows_the_models_clip_length():
+    """dataset=synthetic_motion leaves frames null: 8-frame clips for motion_cnn, 16 for motion_cnn16
+    (generated at that length, not resampled), and an explicit dataset.frames still wins."""
+    spec = OmegaConf.load(ROOT / "conf" / "dataset" / "synthetic_motion.yaml")
+    for name, frames in (("motion_cnn", 8), ("motion_cnn16", 16)):
+        info = load_model(name, pretrained=False).info
+        ds = build_dataset(spec, info.input_size, True, info.frames)
+        assert info.frames == frames and ds[0]["image"].shape == (3, frames, 48, 48)
+        assert torch.equal(ds[1]["mask"], SyntheticMotion(2, frames=frames, seed=spec.seed)[1]["mask"])
+    assert build_dataset({**spec, "frames": 12}, 48, True, 12)[0]["image"].shape == (3, 12, 48, 48)
 
 
 def test_train_motion_config_errors(tmp_path):
@@ -177,6 +192,24 @@ def test_task_train_follows_dataset_or_model_to_the_train_motion_recipe():
     assert (tuned.task.epochs, tuned.task.lr, tuned.task.batch_size) == (2, 0.01, 32)  # the rest: the recipe
 
 
+def test_task_train_model_motion_cnn16_trains_on_16_frame_clips():
+    """task=train model=motion_cnn16: the synthetic_motion data set (frames null: the model's 16), its
+    own recipe; dataset=synthetic_motion alone still picks motion_cnn."""
+    from vizlab.tasks.train import RECIPES, check_config, route
+
+    routed = route(compose("task=train", "model=motion_cnn16"))
+    assert (routed.model.name, routed.task.model, routed.dataset.name) == ("motion_cnn16", "motion_cnn16",
+                                                                            "synthetic_motion")
+    assert routed.dataset.frames is None and {k: routed.task[k] for k in MOTION_RECIPE} == MOTION_RECIPE
+    recipe = check_config(routed)
+    assert recipe is RECIPES["motion_cnn16"] and recipe.info.frames == 16
+    clips, labels, masks = recipe.split(4, 0)
+    assert clips.shape == (4, 3, 16, 48, 48) and masks.shape == (4, 16, 48, 48)
+    assert route(compose("task=train", "dataset=synthetic_motion")).model.name == "motion_cnn"
+    with pytest.raises(ConfigError, match="motion_cnn16 is trained on 16-frame clips; got dataset.frames=8"):
+        check_config(route(compose("task=train", "model=motion_cnn16", "dataset=synthetic_motion", "dataset.frames=8")))
+
+
 def test_task_train_rejects_a_model_and_dataset_that_do_not_train_together(hydra_job, tmp_path):
     from vizlab.tasks.train import run_train
 
@@ -199,7 +232,7 @@ def test_vizlab_models_names_the_command_that_trains_each_synthetic_model(capsys
 
     main(["models"])
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
-    for name in ("shapes_cnn", "motion_cnn"):
+    for name in ("shapes_cnn", "motion_cnn", "motion_cnn16"):
         command = re.search(r"trained by vizlab \((python run\.py [^)]+)\)", lines[name]).group(1)
         assert route(compose(*command.split()[2:])).model.name == name, command
 

@@ -4,6 +4,11 @@
   minute on CPU.
 - `motion_cnn` (3-D) for `synthetic_motion`: `python run.py task=train_motion` trains it in about
   two minutes on 2 idle CPU cores.
+- `motion_cnn16`: the same network trained on 16-frame clips (`python run.py task=train
+  model=motion_cnn16`, about three minutes), for methods and metrics at the video zoo's clip length.
+  On 16-frame clips `motion_cnn` is 0.88 accurate and its perturbation masks beat the object mask's
+  objective 8-fold, so its 16-frame evidence is not the object alone; measure 16-frame
+  localisation on `motion_cnn16`.
 
 Each writes its state dict to `default_cache_dir() / "<name>.pt"`, where `load_model(name)` finds it.
 """
@@ -24,10 +29,11 @@ from vizlab.models.wrapper import ModelInfo
 from vizlab.models.zoo import HALF, ModelSpec, load_state, read_checkpoint
 
 INPUT_SIZE = 64
-MOTION_SIZE, MOTION_FRAMES = 48, 8
+MOTION_SIZE, MOTION_FRAMES, LONG_MOTION_FRAMES = 48, 8, 16
 WIDTH = 16
 TRAIN_COMMANDS = {"shapes_cnn": ("python run.py task=train", "about a minute on CPU"),
-                  "motion_cnn": ("python run.py task=train_motion", "about two minutes on 2 CPU cores")}
+                  "motion_cnn": ("python run.py task=train_motion", "about two minutes on 2 CPU cores"),
+                  "motion_cnn16": ("python run.py task=train model=motion_cnn16", "about three minutes on 2 CPU cores")}
 
 
 def default_cache_dir() -> Path:
@@ -162,12 +168,21 @@ def build_motion_cnn(num_classes: int, pretrained: bool) -> nn.Module:
     return load_cached(net, "motion_cnn") if pretrained else net
 
 
+def build_motion_cnn16(num_classes: int, pretrained: bool) -> nn.Module:
+    """Zoo builder for the 16-frame MotionCNN: pretrained=True loads the cached `motion_cnn16`."""
+    net = MotionCNN(num_classes).eval()
+    return load_cached(net, "motion_cnn16") if pretrained else net
+
+
 SHAPES_CNN_INFO = ModelInfo("shapes_cnn", INPUT_SIZE, HALF, HALF, "features", "fc", len(CLASS_NAMES),
                             class_names=CLASS_NAMES)
 SHAPES_CNN_SPEC = ModelSpec(build_shapes_cnn, SHAPES_CNN_INFO, "custom", has_embedded_weights=True)
 MOTION_CNN_INFO = ModelInfo("motion_cnn", MOTION_SIZE, HALF, HALF, "features", "fc", len(MOTION_CLASSES),
                             frames=MOTION_FRAMES, class_names=MOTION_CLASSES)
 MOTION_CNN_SPEC = ModelSpec(build_motion_cnn, MOTION_CNN_INFO, "custom", has_embedded_weights=True)
+MOTION_CNN16_INFO = ModelInfo("motion_cnn16", MOTION_SIZE, HALF, HALF, "features", "fc", len(MOTION_CLASSES),
+                              frames=LONG_MOTION_FRAMES, class_names=MOTION_CLASSES)
+MOTION_CNN16_SPEC = ModelSpec(build_motion_cnn16, MOTION_CNN16_INFO, "custom", has_embedded_weights=True)
 
-__all__ = ["MOTION_CNN_SPEC", "SHAPES_CNN_SPEC", "GapCNN", "MotionCNN", "ShapesCNN", "build_motion_cnn",
-           "build_shapes_cnn", "checkpoint_path", "default_cache_dir", "load_cached", "save_state"]
+__all__ = ["MOTION_CNN16_SPEC", "MOTION_CNN_SPEC", "SHAPES_CNN_SPEC", "GapCNN", "MotionCNN", "ShapesCNN",
+           "build_motion_cnn", "build_motion_cnn16", "build_shapes_cnn", "checkpoint_path", "default_cache_dir", "load_cached", "save_state"]

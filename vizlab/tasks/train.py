@@ -6,6 +6,7 @@
 | task=train_motion                          | motion_cnn | synthetic_motion | 8×48² clips, class = motion | ~2 minutes  |
 | task=train dataset=synthetic_motion        | the same as task=train_motion                                                |
 | task=train model=motion_cnn                | the same as task=train_motion                                                |
+| task=train model=motion_cnn16              | motion_cnn16 | synthetic_motion | 16×48² clips, class = motion | ~3 minutes |
 
 task=train follows model= or dataset= (`route`): a model or data set other than its defaults
 (shapes_cnn, synthetic_shapes) picks the recipe, and the other one follows. task=train_motion is
@@ -44,6 +45,7 @@ from vizlab.lit.classifier import ClassifierModule
 from vizlab.lit.datamodules import TensorSplitDataModule
 from vizlab.loggers import build_loggers, finish_loggers
 from vizlab.models.synthetic import (
+    MOTION_CNN16_INFO,
     MOTION_CNN_INFO,
     SHAPES_CNN_INFO,
     GapCNN,
@@ -79,6 +81,9 @@ RECIPES: dict[str, Recipe] = {
     "motion_cnn": Recipe("train_motion", "synthetic_motion", MOTION_CNN_INFO, lambda: MotionCNN(len(MOTION_CLASSES)),
                          lambda n, seed: make_motion_split(n, MOTION_CNN_INFO.input_size, MOTION_CNN_INFO.frames,
                                                            seed, MOTION_CLASSES), False),
+    "motion_cnn16": Recipe("train", "synthetic_motion", MOTION_CNN16_INFO, lambda: MotionCNN(len(MOTION_CLASSES)),
+                           lambda n, seed: make_motion_split(n, MOTION_CNN16_INFO.input_size, MOTION_CNN16_INFO.frames,
+                                                             seed, MOTION_CLASSES), False),
 }
 
 
@@ -98,8 +103,8 @@ def choose_model(cfg: DictConfig) -> str:
 
     task.model if set (task=train_motion: motion_cnn). Otherwise task=train follows the command
     line: a model or a data set other than its defaults (shapes_cnn, synthetic_shapes) decides,
-    e.g. dataset=synthetic_motion or model=motion_cnn → motion_cnn; when model= and dataset= are
-    both given the model decides (a mismatch is then an error in `check_config`).
+    e.g. dataset=synthetic_motion or model=motion_cnn → motion_cnn; a model other than shapes_cnn,
+    or model= and dataset= both given, decides (a mismatch is then an error in `check_config`).
     """
     model, dataset, fixed = cfg.model.name, cfg.dataset.name, cfg.task.get("model")
     if fixed is not None:
@@ -113,11 +118,12 @@ def choose_model(cfg: DictConfig) -> str:
         pairs = ", ".join(f"task={r.task} model={m} dataset={r.dataset}" for m, r in RECIPES.items())
         raise ConfigError(f"task={cfg.task.name} trains vizlab's synthetic models only ({pairs}); "
                           f"got model={model}.")
-    by_dataset = {r.dataset: m for m, r in RECIPES.items()}
-    if dataset not in by_dataset or {"model", "dataset"} <= command_line_groups():
+    by_dataset: dict[str, str] = {}
+    for m, r in RECIPES.items():  # a data set's first recipe is the one it picks (synthetic_motion: motion_cnn)
+        by_dataset.setdefault(r.dataset, m)
+    if model != DEFAULT_MODEL or dataset not in by_dataset or {"model", "dataset"} <= command_line_groups():
         return model
-    named = {model, by_dataset[dataset]}
-    return next(iter(named - {DEFAULT_MODEL}), DEFAULT_MODEL)
+    return by_dataset[dataset]
 
 
 def route(cfg: DictConfig) -> DictConfig:

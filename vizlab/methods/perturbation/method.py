@@ -16,6 +16,7 @@ from vizlab.methods.perturbation.objectives import CoreLoss
 from vizlab.methods.perturbation.optimise import AreaMode, EarlyStopping, Objective, Schedule, optimise_masks
 from vizlab.methods.perturbation.options import ExtremalOptions
 from vizlab.methods.perturbation.pyramid import PerturbationPyramid, gaussian_blur
+from vizlab.methods.perturbation.restarts import keep_best, restart_starts
 from vizlab.methods.perturbation.scale import Scale, coarse_warning, original_scale, scale_for
 
 
@@ -42,7 +43,8 @@ class PerturbationMethod(AttributionMethod):
     area; TorchRay's benchmark sums them, same ranking); raw = extras["masks"] = per-area masks
     (N, A, *S); extras["history"] = (N, A, 2, iterations) [ρ·model loss, regulariser] per
     iteration (the terms of the minimised loss; TorchRay's `hist` is their negation for images);
-    extras["iterations"] = (N, A) iterations each mask ran; extras["area"] = (N, A) mean value of the
+    extras["iterations"] = (N, A) iterations each mask ran; extras["restart"] = (N, A) the start
+    each returned mask came from (0 = all ones; see `restarts`); extras["area"] = (N, A) mean value of the
     returned masks; extras["full_area"] = (N, A) mean of the margin-padded full masks, which is what
     the area term drives towards a (the in-image area is larger when the margin is empty: TorchRay's
     convention, kept).
@@ -128,7 +130,7 @@ class PerturbationMethod(AttributionMethod):
         saliency = masks.mean(dim=1)
         extras = {"masks": masks, "history": history, "iterations": iterations,
                   "area": masks.flatten(2).mean(dim=2), "full_area": torch.cat([p[3] for p in parts]),
-                  "params": torch.cat([p[4] for p in parts])}
+                  "params": torch.cat([p[4] for p in parts]), "restart": torch.cat([p[5] for p in parts])}
         return Explanation(saliency, masks, t, logits, extras)
 
     # --- what the explain loop records ---------------------------------------------------------
@@ -137,13 +139,17 @@ class PerturbationMethod(AttributionMethod):
 
     def sample_details(self, info: Explanation, index: int) -> dict[str, Any]:
         """Per area: iterations run, mean of the returned mask, mean of the full mask, and the last
-        model term and regulariser of the optimisation."""
+        model term and regulariser of the optimisation; with restarts, the start each mask came from."""
         history = info.extras["history"][index]                      # (A, 2, iterations)
         last = (info.extras["iterations"][index] - 1).clamp_min(0)   # (A,)
         final = history.gather(2, last.view(-1, 1, 1).expand(-1, 2, 1).to(history.device))[..., 0]
-        return {"areas": list(self.used_areas()), "iterations": info.extras["iterations"][index].tolist(),
-                "mask_area": info.extras["area"][index].tolist(), "full_area": info.extras["full_area"][index].tolist(),
-                "final_model_term": final[:, 0].tolist(), "final_regulariser": final[:, 1].tolist()}
+        details = {"areas": list(self.used_areas()), "iterations": info.extras["iterations"][index].tolist(),
+                   "mask_area": info.extras["area"][index].tolist(),
+                   "full_area": info.extras["full_area"][index].tolist(),
+                   "final_model_term": final[:, 0].tolist(), "final_regulariser": final[:, 1].tolist()}
+        if self.options.restarts > 1:
+            details["restart"] = info.extras["restart"][index].tolist()
+        return details
 
     def sample_figures(self, info: Explanation, index: int, image: torch.Tensor) -> dict[str, Any]:
         """"history": the model term and the regulariser per iteration, one line per area."""
@@ -162,9 +168,10 @@ class PerturbationMethod(AttributionMethod):
             out[f"regulariser_{suffix}"] = info.extras["history"][:, a, 1]
         return out
 
-    def objective(self, x: torch.Tensor, target: torch.Tensor) -> Objective:
+    def objective(self, x: torch.Tensor, target: torch.Tensor, copies: int = 1) -> Objective:
         """The energy this method minimises on x (N, C, *S) for targets (N,): pyramid, generator,
-        schedule, rewards and regularisers, for every (sample, area) row (see optimise.Objective)."""
+        schedule, rewards and regularisers, for every (sample, area) row (see optimise.Objective);
+        `copies` repeats the rows for restarts."""
         n = x.shape[0]
         video = x.dim() == 5
         frames = x.shape[2] if video else 1
@@ -178,18 +185,25 @@ class PerturbationMethod(AttributionMethod):
         core = self.make_core(frames, generator, torch.tensor(areas), x.device)
         return Objective(self.model, pyramid, generator, target, areas, frames, self.schedule, variant=self.variant,
                          reward=self.reward, area_mode=self.area_mode, core=core, jitter=self.jitter,
-                         strict_original=self.strict_original, area_on=getattr(self, "area_on", "full"))
+                         strict_original=self.strict_original, area_on=getattr(self, "area_on", "full"),
+                         copies=copies)
 
     def _explain_chunk(self, x: torch.Tensor, target: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         n = x.shape[0]
         video = x.dim() == 5
         frames = x.shape[2] if video else 1
         height, width = x.shape[-2:]
-        objective = self.objective(x, target)
+        restarts = self.options.restarts
+        objective = self.objective(x, target, copies=restarts)
         a = objective.num_areas
+        starts = f" × {restarts} starts" if restarts > 1 else ""
         result = optimise_masks(objective, early=self.early, stale_mask=self.strict_original, progress=self.progress,
-                                desc=f"{self.name} {n}×{a} masks")
+                                desc=f"{self.name} {n}×{a} masks{starts}",
+                                init=restart_starts(objective, self.options.restart_noise) if restarts > 1 else None)
+        chosen = torch.zeros(n * a, dtype=torch.long, device=x.device)
+        if restarts > 1:
+            result, chosen, _ = keep_best(objective, result)
         masks = result.masks  # (N·A, F, H, W)
         if self.smooth > 0:
             flat = masks.reshape(-1, 1, height, width)
@@ -197,7 +211,8 @@ class PerturbationMethod(AttributionMethod):
         shape = (n, a, frames, height, width) if video else (n, a, height, width)
         params = result.params.view(n, a, frames, *result.params.shape[-2:])
         return (masks.reshape(shape).detach(), result.history.view(n, a, 2, -1).detach(),
-                result.iterations.view(n, a), result.full_area.view(n, a).detach(), params.detach())
+                result.iterations.view(n, a), result.full_area.view(n, a).detach(), params.detach(),
+                chosen.view(n, a))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(areas={list(self.areas)}, variant={self.variant!r}, "

@@ -83,6 +83,8 @@ class Objective:
     """The energy every (sample, area) row minimises, evaluated for given mask parameters.
 
     Row r = n·A + a of N = target.numel() samples × A = len(areas); F = `frames` frames per row.
+    copies > 1 (restarts) repeats every row: row r = (k·N + n)·A + a for copy k < copies, all copies
+    of a sample sharing its pyramid (no extra memory for the perturbed inputs).
     `terms(params, rows, area_w, core_w, flip)` → (mask, full, ρ·L_model (K,), regulariser (K,)) for
     the parameters (K·F, 1, h_in, w_in) of rows `rows` (None: all), with the area term weighted by
     area_w and STEP's core term by core_w; flip mirrors the perturbed input (jitter).
@@ -95,20 +97,21 @@ class Objective:
                  target: torch.Tensor, areas: Sequence[float], frames: int, schedule: Schedule,
                  variant: Variant = "preserve", reward: Reward = "simple", area_mode: AreaMode = "global",
                  core: CoreLoss | None = None, jitter: bool = False, strict_original: bool = False,
-                 area_on: AreaDomain = "full") -> None:
+                 area_on: AreaDomain = "full", copies: int = 1) -> None:
         self.area_on = area_on
         self.model, self.pyramid, self.generator, self.frames, self.schedule = model, pyramid, generator, frames, schedule
         self.variant, self.reward, self.area_mode, self.core = variant, reward, area_mode, core
         self.jitter, self.strict_original = jitter, strict_original
         device = pyramid.pyramid.device
         self.device, self.dtype = device, pyramid.pyramid.dtype
-        self.num_areas = len(areas)
-        self.rows = target.shape[0] * self.num_areas
+        self.num_areas, self.copies = len(areas), int(copies)
+        self.rows = self.copies * target.shape[0] * self.num_areas
         out_h, out_w = generator.shape_out
         self.full_size = out_h * out_w
         image_size = generator.shape[0] * generator.shape[1]
         row_ids = torch.arange(self.rows, device=device)
-        self.image_of_row, self.area_of_row = row_ids // self.num_areas, row_ids % self.num_areas
+        self.image_of_row = (row_ids // self.num_areas) % target.shape[0]
+        self.area_of_row = row_ids % self.num_areas
         self.row_target = target.to(device)[self.image_of_row]
         self.frame_ids = torch.arange(frames, device=device)
         span = frames if area_mode == "global" else 1  # frames that share one reference
