@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -156,22 +157,22 @@ def load_cached(net: GapCNN, name: str) -> GapCNN:
     return net
 
 
-def build_shapes_cnn(num_classes: int, pretrained: bool) -> nn.Module:
-    """Zoo builder: pretrained=True loads the cached checkpoint (CheckpointError if it is missing)."""
-    net = ShapesCNN(num_classes).eval()  # eval: a loaded training checkpoint folds its neck
-    return load_cached(net, "shapes_cnn") if pretrained else net
+def cached_builder(network: Callable[[int], GapCNN], name: str) -> Callable[[int, bool], nn.Module]:
+    """A zoo builder for `network` (called with num_classes): pretrained=True loads the cached
+    checkpoint of `name` (CheckpointError if it is missing); the network is in eval mode, so a
+    loaded training checkpoint folds its neck."""
+
+    def build(num_classes: int, pretrained: bool) -> nn.Module:
+        net = network(num_classes).eval()
+        return load_cached(net, name) if pretrained else net
+
+    build.__name__ = build.__qualname__ = f"build_{name}"
+    return build
 
 
-def build_motion_cnn(num_classes: int, pretrained: bool) -> nn.Module:
-    """Zoo builder: pretrained=True loads the cached checkpoint (CheckpointError if it is missing)."""
-    net = MotionCNN(num_classes).eval()
-    return load_cached(net, "motion_cnn") if pretrained else net
-
-
-def build_motion_cnn16(num_classes: int, pretrained: bool) -> nn.Module:
-    """Zoo builder for the 16-frame MotionCNN: pretrained=True loads the cached `motion_cnn16`."""
-    net = MotionCNN(num_classes).eval()
-    return load_cached(net, "motion_cnn16") if pretrained else net
+build_shapes_cnn = cached_builder(ShapesCNN, "shapes_cnn")
+build_motion_cnn = cached_builder(MotionCNN, "motion_cnn")
+build_motion_cnn16 = cached_builder(MotionCNN, "motion_cnn16")  # the same network, trained on 16-frame clips
 
 
 SHAPES_CNN_INFO = ModelInfo("shapes_cnn", INPUT_SIZE, HALF, HALF, "features", "fc", len(CLASS_NAMES),
@@ -185,4 +186,5 @@ MOTION_CNN16_INFO = ModelInfo("motion_cnn16", MOTION_SIZE, HALF, HALF, "features
 MOTION_CNN16_SPEC = ModelSpec(build_motion_cnn16, MOTION_CNN16_INFO, "custom", has_embedded_weights=True)
 
 __all__ = ["MOTION_CNN16_SPEC", "MOTION_CNN_SPEC", "SHAPES_CNN_SPEC", "GapCNN", "MotionCNN", "ShapesCNN",
-           "build_motion_cnn", "build_motion_cnn16", "build_shapes_cnn", "checkpoint_path", "default_cache_dir", "load_cached", "save_state"]
+           "build_motion_cnn", "build_motion_cnn16", "build_shapes_cnn", "cached_builder", "checkpoint_path",
+           "default_cache_dir", "load_cached", "save_state"]

@@ -75,16 +75,23 @@ class Recipe:
     flips: bool                                 # flips never change the class (shapes yes, motion no)
 
 
+def motion_recipe(task: str, info: ModelInfo) -> Recipe:
+    """A MotionCNN on synthetic_motion clips of `info`'s size and length (no flips: they change the class)."""
+    return Recipe(task, "synthetic_motion", info, lambda: MotionCNN(len(MOTION_CLASSES)),
+                  lambda n, seed: make_motion_split(n, info.input_size, info.frames, seed, MOTION_CLASSES), False)
+
+
 RECIPES: dict[str, Recipe] = {
     "shapes_cnn": Recipe("train", "synthetic_shapes", SHAPES_CNN_INFO, lambda: ShapesCNN(len(SHAPE_CLASSES)),
                          lambda n, seed: make_split(n, SHAPES_CNN_INFO.input_size, seed, SHAPE_CLASSES), True),
-    "motion_cnn": Recipe("train_motion", "synthetic_motion", MOTION_CNN_INFO, lambda: MotionCNN(len(MOTION_CLASSES)),
-                         lambda n, seed: make_motion_split(n, MOTION_CNN_INFO.input_size, MOTION_CNN_INFO.frames,
-                                                           seed, MOTION_CLASSES), False),
-    "motion_cnn16": Recipe("train", "synthetic_motion", MOTION_CNN16_INFO, lambda: MotionCNN(len(MOTION_CLASSES)),
-                           lambda n, seed: make_motion_split(n, MOTION_CNN16_INFO.input_size, MOTION_CNN16_INFO.frames,
-                                                             seed, MOTION_CLASSES), False),
+    "motion_cnn": motion_recipe("train_motion", MOTION_CNN_INFO),
+    "motion_cnn16": motion_recipe("train", MOTION_CNN16_INFO),
 }
+
+
+def dataset_model(dataset: str) -> str | None:
+    """The model a data set trains by default: its first recipe's (synthetic_motion: motion_cnn)."""
+    return next((m for m, r in RECIPES.items() if r.dataset == dataset), None)
 
 
 def command_line_groups() -> set[str]:
@@ -118,12 +125,10 @@ def choose_model(cfg: DictConfig) -> str:
         pairs = ", ".join(f"task={r.task} model={m} dataset={r.dataset}" for m, r in RECIPES.items())
         raise ConfigError(f"task={cfg.task.name} trains vizlab's synthetic models only ({pairs}); "
                           f"got model={model}.")
-    by_dataset: dict[str, str] = {}
-    for m, r in RECIPES.items():  # a data set's first recipe is the one it picks (synthetic_motion: motion_cnn)
-        by_dataset.setdefault(r.dataset, m)
-    if model != DEFAULT_MODEL or dataset not in by_dataset or {"model", "dataset"} <= command_line_groups():
+    chosen = dataset_model(dataset)
+    if model != DEFAULT_MODEL or chosen is None or {"model", "dataset"} <= command_line_groups():
         return model
-    return by_dataset[dataset]
+    return chosen
 
 
 def route(cfg: DictConfig) -> DictConfig:
@@ -157,7 +162,7 @@ def recipe_dataset(name: str) -> DictConfig:
 def mismatch_message(model: str, dataset: str) -> str:
     """The error for model= and dataset= that do not train together, with the commands that do."""
     recipe = RECIPES[model]
-    other = next((m for m, r in RECIPES.items() if r.dataset == dataset), None)
+    other = dataset_model(dataset)
     fix = (f"Give one of them: task=train model={model}, or task=train dataset={dataset} (trains {other})"
            if other else f"Drop dataset= or set dataset={recipe.dataset}")
     return f"model={model} trains on dataset={recipe.dataset}; got dataset={dataset}. {fix}."

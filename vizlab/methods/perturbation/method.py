@@ -203,7 +203,7 @@ class PerturbationMethod(AttributionMethod):
                                 init=restart_starts(objective, self.options.restart_noise) if restarts > 1 else None)
         chosen = torch.zeros(n * a, dtype=torch.long, device=x.device)
         if restarts > 1:
-            result, chosen, _ = keep_best(objective, result)
+            result, chosen = keep_best(objective, result)
         masks = result.masks  # (N·A, F, H, W)
         if self.smooth > 0:
             flat = masks.reshape(-1, 1, height, width)

@@ -23,19 +23,17 @@ def restart_starts(objective: Objective, noise: float) -> torch.Tensor:
     per_copy = objective.rows // objective.copies * objective.frames
     shape = (objective.rows * objective.frames, 1, *objective.generator.shape_in)
     start = torch.ones(shape, device=objective.device, dtype=objective.dtype)
-    if objective.copies > 1:
-        rng = torch.Generator().manual_seed(RESTART_SEED)
-        draw = torch.rand((shape[0] - per_copy, *shape[1:]), generator=rng, dtype=torch.float32)
-        start[per_copy:] -= noise * draw.to(objective.device, objective.dtype)
+    rng = torch.Generator().manual_seed(RESTART_SEED)
+    draw = torch.rand((shape[0] - per_copy, *shape[1:]), generator=rng, dtype=torch.float32)
+    start[per_copy:] -= noise * draw.to(objective.device, objective.dtype)
     return start
 
 
-def keep_best(objective: Objective, result: OptimisationResult) -> tuple[OptimisationResult, torch.Tensor,
-                                                                         torch.Tensor]:
+def keep_best(objective: Objective, result: OptimisationResult) -> tuple[OptimisationResult, torch.Tensor]:
     """The rows of `result` (all copies) reduced to each mask's best copy by the final objective
     (`Objective.final`, the one the oracle check uses; ties keep the earlier copy).
 
-    Returns (result over N·A rows, chosen copy (N·A,), final objective of every copy (N·A, copies)).
+    Returns (result over N·A rows, chosen copy (N·A,)).
     """
     k, frames = objective.copies, objective.frames
     rows = objective.rows // k
@@ -46,7 +44,7 @@ def keep_best(objective: Objective, result: OptimisationResult) -> tuple[Optimis
     chosen = OptimisationResult(masks=result.masks[pick], history=result.history[pick],
                                 iterations=result.iterations[pick], full_area=result.full_area[pick],
                                 params=params)
-    return chosen, best, totals.T
+    return chosen, best
 
 
 __all__ = ["RESTART_SEED", "keep_best", "restart_starts"]
